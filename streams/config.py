@@ -1,0 +1,148 @@
+"""Settings from the environment, read and validated once, as one frozen object.
+
+Every field names its environment variable and default; the README's configuration table mirrors this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.errors import ConfigError
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """orderflow's configuration. Build it with `Settings.from_env()`."""
+
+    #: KAFKA_BOOTSTRAP: comma-separated brokers.
+    bootstrap: str = "127.0.0.1:9092"
+    #: ORDERFLOW_PARTITIONS: partitions of every orderflow topic and changelog.
+    partitions: int = 8
+    #: ORDERFLOW_REPLICATION: replication factor of the topics orderflow creates.
+    replication: int = 1
+    #: ORDERFLOW_APP_ID: Faust app id (consumer group, changelog topic prefix).
+    app_id: str = "orderflow"
+    #: ORDERFLOW_EVENTS_TOPIC / ORDERFLOW_RETRY_TOPIC / ORDERFLOW_DLQ_TOPIC.
+    events_topic: str = "orders.events"
+    retry_topic: str = "orders.retry"
+    dlq_topic: str = "orders.dlq"
+    #: ORDERFLOW_STATE_DIR: where the worker keeps its RocksDB tables.
+    state_dir: Path = Path("./orderflow-state")
+    #: ORDERFLOW_LIFECYCLE: path of a JSON transitions table; empty means the contract's default.
+    lifecycle_file: str = ""
+    #: ORDERFLOW_EFFECTS_URL: base URL of the effects service; empty means no effects are called.
+    effects_url: str = ""
+    #: ORDERFLOW_EFFECT_TIMEOUT_S: one effect call's total timeout.
+    effect_timeout_s: float = 10.0
+    #: ORDERFLOW_RETRY_BASE_S / _CAP_S / _MAX_ATTEMPTS: exponential backoff with full jitter.
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 300.0
+    retry_max_attempts: int = 8
+    #: ORDERFLOW_LANES: concurrent per-order lanes per partition (1 = strictly sequential).
+    lanes: int = 64
+    #: ORDERFLOW_HISTORY_LIMIT: newest history entries kept on an order.
+    history_limit: int = 50
+    #: ORDERFLOW_PARK_LIMIT: parked events kept per order before the next one is dead-lettered.
+    park_limit: int = 20
+    #: ORDERFLOW_PARK_TIMEOUT_S: how long an early event may wait for its order.
+    park_timeout_s: float = 300.0
+    #: ORDERFLOW_IDEMPOTENCY_RETENTION_S: how long an event id is remembered (default 7 days).
+    idempotency_retention_s: float = 7 * 24 * 3600.0
+    #: ORDERFLOW_SWEEP_INTERVAL_S: how often parked timeouts, due retries and expired ids are swept.
+    sweep_interval_s: float = 1.0
+    #: ORDERFLOW_ON_TERMINAL_FAILURE: what happens to events parked behind a failed one:
+    #: "release" (apply them if the order can take them) or "dead_letter" (send them after it).
+    on_terminal_failure: str = "release"
+    #: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
+    #: KAFKA_SSL_CAFILE: security for real clusters (PLAINTEXT by default).
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from `env` (default: os.environ); raise ConfigError on a bad one."""
+        e = os.environ if env is None else env
+        settings = cls(
+            bootstrap=e.get("KAFKA_BOOTSTRAP", cls.bootstrap),
+            partitions=_int(e, "ORDERFLOW_PARTITIONS", cls.partitions, 1),
+            replication=_int(e, "ORDERFLOW_REPLICATION", cls.replication, 1),
+            app_id=e.get("ORDERFLOW_APP_ID", cls.app_id),
+            events_topic=e.get("ORDERFLOW_EVENTS_TOPIC", cls.events_topic),
+            retry_topic=e.get("ORDERFLOW_RETRY_TOPIC", cls.retry_topic),
+            dlq_topic=e.get("ORDERFLOW_DLQ_TOPIC", cls.dlq_topic),
+            state_dir=Path(e.get("ORDERFLOW_STATE_DIR", str(cls.state_dir))),
+            lifecycle_file=e.get("ORDERFLOW_LIFECYCLE", cls.lifecycle_file),
+            effects_url=e.get("ORDERFLOW_EFFECTS_URL", cls.effects_url).rstrip("/"),
+            effect_timeout_s=_float(e, "ORDERFLOW_EFFECT_TIMEOUT_S", cls.effect_timeout_s, 0.001),
+            retry_base_s=_float(e, "ORDERFLOW_RETRY_BASE_S", cls.retry_base_s, 0.0),
+            retry_cap_s=_float(e, "ORDERFLOW_RETRY_CAP_S", cls.retry_cap_s, 0.0),
+            retry_max_attempts=_int(e, "ORDERFLOW_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts, 1),
+            lanes=_int(e, "ORDERFLOW_LANES", cls.lanes, 1),
+            history_limit=_int(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
+            park_limit=_int(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),
+            park_timeout_s=_float(e, "ORDERFLOW_PARK_TIMEOUT_S", cls.park_timeout_s, 0.0),
+            idempotency_retention_s=_float(
+                e, "ORDERFLOW_IDEMPOTENCY_RETENTION_S", cls.idempotency_retention_s, 0.0
+            ),
+            sweep_interval_s=_float(e, "ORDERFLOW_SWEEP_INTERVAL_S", cls.sweep_interval_s, 0.01),
+            on_terminal_failure=e.get("ORDERFLOW_ON_TERMINAL_FAILURE", cls.on_terminal_failure),
+            security_protocol=e.get("KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper(),
+            sasl_mechanism=e.get("KAFKA_SASL_MECHANISM", cls.sasl_mechanism),
+            sasl_username=e.get("KAFKA_SASL_USERNAME", cls.sasl_username),
+            sasl_password=e.get("KAFKA_SASL_PASSWORD", cls.sasl_password),
+            ssl_cafile=e.get("KAFKA_SSL_CAFILE", cls.ssl_cafile),
+        )
+        if settings.on_terminal_failure not in ("release", "dead_letter"):
+            raise ConfigError(
+                "ORDERFLOW_ON_TERMINAL_FAILURE must be 'release' or 'dead_letter', "
+                f"not {settings.on_terminal_failure!r}"
+            )
+        if settings.retry_cap_s < settings.retry_base_s:
+            raise ConfigError("ORDERFLOW_RETRY_CAP_S must not be below ORDERFLOW_RETRY_BASE_S")
+        return settings
+
+    def librdkafka(self) -> dict[str, Any]:
+        """Connection settings for confluent-kafka clients (producer, consumer, admin)."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.security_protocol != "PLAINTEXT":
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = self.ssl_cafile
+        return conf

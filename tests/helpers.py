@@ -1,0 +1,50 @@
+"""Test helpers that read topics back and make events."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+def make_event(order_id: str, kind: str, client_id: str = "client-1", **extra: Any) -> dict[str, Any]:
+    """A valid envelope with a fresh event id."""
+    return {
+        "event_id": extra.pop("event_id", uuid.uuid4().hex),
+        "order_id": order_id,
+        "client_id": client_id,
+        "type": kind,
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "schema_version": 1,
+        **extra,
+    }
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Any]:
+    """Read `topic` from the beginning until `expected` messages came or the time ran out."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"reader-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    })
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+def values(messages: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(m.value()) for m in messages]
