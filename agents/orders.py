@@ -1,0 +1,158 @@
+"""The order processor agent and its tick timer.
+
+One agent reads `orders.events` and `orders.retry` (co-partitioned) without auto-acks. Each valid
+event goes to its order's lane; a bad one goes straight to the dead letters. The retry topic carries
+retry notices and *ticks*: every worker's timer sends a tick into each partition it owns, and the
+tick, consumed like any event of that partition, fires due retries and park timeouts inside that
+partition's stream context, so their table writes land in the right changelog partition and a
+worker that takes the partition over carries on with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+
+from schemas.envelope import decode
+from streams.app import app, dlq_topic, inputs, lifecycle, orders_table, retry_topic, settings
+from streams.deadletters import Source, dead_letter, encode, key_of
+from streams.effects import Effects
+from streams.errors import InvalidEvent
+from streams.lanes import Lanes
+from streams.machine import Limits, next_due
+from streams.processor import Policy, Processor
+from streams.retry import Backoff, DueIndex
+from streams.state import OrderStore
+
+log = logging.getLogger(__name__)
+
+TICK = b'{"kind":"tick"}'
+SWEEP_EVERY_S = min(3600.0, max(settings.idempotency_retention_s / 10, 1.0))
+
+
+async def _send_dead_letter(letter: dict[str, Any]) -> None:
+    await dlq_topic.send(key=key_of(letter, None), value=encode(letter))
+
+
+async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
+    notice = {"kind": "retry", **retry}
+    await retry_topic.send(key=retry["event"]["client_id"].encode(),
+                           value=json.dumps(notice).encode(), partition=partition)
+
+
+def _crash(exc: BaseException) -> None:
+    app._crash(exc)
+
+
+store = OrderStore(orders_table, settings.events_topic)
+due = DueIndex()
+effects = Effects(settings.effects_url, settings.effect_timeout_s)
+processor = Processor(
+    store=store, lifecycle=lifecycle,
+    policy=Policy(
+        limits=Limits(history=settings.history_limit, parked=settings.park_limit),
+        park_timeout_s=settings.park_timeout_s, retention_s=settings.idempotency_retention_s,
+        release_parked_on_failure=settings.on_terminal_failure == "release",
+    ),
+    effects=effects,
+    backoff=Backoff(settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts),
+    due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
+)
+lanes = Lanes(settings.lanes, on_error=_crash)
+_last_sweep: dict[int, float] = {}
+
+
+def _source(event: faust.EventT) -> Source:
+    return Source(event.message.topic, event.message.partition, event.message.offset)
+
+
+@app.agent(inputs, name="process-orders")
+async def process_orders(stream: faust.Stream) -> None:
+    """Decode, validate, and hand each event to its order's lane; ticks fire timed work."""
+    async for event in stream.noack().events():
+        source = _source(event)
+        if source.topic == settings.retry_topic:
+            await _on_internal(event, source)
+            continue
+        try:
+            envelope = decode(event.value, event.key, lifecycle.event_types)
+        except InvalidEvent as exc:
+            processor.counts["events.invalid"] += 1
+            letter = dead_letter(event.value, "invalid_event", str(exc), 1, source)
+            await dlq_topic.send(key=key_of(letter, event.key), value=encode(letter))
+            event.ack()
+            continue
+        await lanes.submit(envelope["order_id"], event,
+                           functools.partial(processor.on_event, envelope, source), event.ack)
+
+
+async def _on_internal(event: faust.EventT, source: Source) -> None:
+    try:
+        kind = json.loads(event.value).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind != "tick":
+        event.ack()  # retry notices: the order record holds the retry, the tick fires it
+        return
+    now = time.time()
+    partition = source.partition
+    sweep: list[str] = []
+    if not due.has(partition) or now - _last_sweep.get(partition, 0.0) >= SWEEP_EVERY_S:
+        due.reset(partition)
+        for order in store.scan(partition):
+            due.set(partition, order["order_id"], next_due(order, settings.park_timeout_s))
+            if order["seen"] and min(order["seen"].values()) <= now - settings.idempotency_retention_s:
+                sweep.append(order["order_id"])
+        _last_sweep[partition] = now
+    ready = due.pop_due(partition, now)
+    jobs = [(oid, processor.on_due) for oid in ready] + [(oid, processor.on_sweep) for oid in sweep]
+    if not jobs:
+        event.ack()
+        return
+    remaining = len(jobs)
+
+    def one_done() -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0:
+            event.ack()
+
+    for order_id, job in jobs:
+        await lanes.submit(order_id, event, functools.partial(job, order_id, source), one_done)
+
+
+@app.timer(settings.sweep_interval_s)
+async def send_ticks() -> None:
+    """One tick per owned partition; cheap, and it keeps timed work inside partition context."""
+    for tp in app.assignor.assigned_actives():
+        if tp.topic == settings.events_topic:
+            await retry_topic.send(key=b"tick", value=TICK, partition=tp.partition)
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+    for tp in revoked:
+        if tp.topic == settings.events_topic:
+            due.drop(tp.partition)
+
+
+@app.task
+async def _announce() -> None:
+    log.info("orderflow processor started: %d lanes, lifecycle with %d transitions",
+             lanes.size, len(lifecycle.transitions))
+
+
+@app.service
+class EffectsCloser(faust.Service):
+    """Closes the shared HTTP session when the worker stops."""
+
+    async def on_stop(self) -> None:
+        await lanes.stop()
+        await effects.close()
+        await asyncio.sleep(0)

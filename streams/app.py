@@ -1,0 +1,70 @@
+"""The Faust app: settings, topics and tables. Wiring only; the logic lives in its own modules.
+
+Run workers with `faust -A streams.app worker -l info --web-port 6066`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+
+import faust
+
+from streams.config import Settings
+from streams.lifecycle import load
+
+settings = Settings.from_env()
+lifecycle = load(settings.lifecycle_file or None)
+
+
+def _credentials(s: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=s.ssl_cafile or None)
+    if s.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=s.sasl_username, password=s.sasl_password, mechanism=s.sasl_mechanism or "PLAIN",
+            ssl_context=context if s.security_protocol == "SASL_SSL" else None,
+        )
+    return faust.SSLCredentials(context)
+
+
+app = faust.App(
+    settings.app_id,
+    broker=",".join(f"kafka://{b}" for b in settings.bootstrap.split(",")),
+    broker_credentials=_credentials(settings),
+    store="rocksdb://",
+    datadir=str(settings.state_dir),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication,
+    topic_allow_declare=True,
+    web_host=os.environ.get("ORDERFLOW_WEB_HOST", socket.gethostname()),
+    producer_acks=-1,
+    stream_wait_empty=True,
+    consumer_auto_offset_reset="earliest",
+    table_standby_replicas=int(os.environ.get("ORDERFLOW_STANDBY_REPLICAS", "0")),
+    broker_commit_every=1000,
+    web_cors_options=None,
+)
+
+# Both inputs are raw bytes: the agent decodes and validates itself, so a bad message becomes a
+# dead letter instead of a crash inside Faust's deserializer.
+inputs = app.topic(
+    settings.events_topic, settings.retry_topic,
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+)
+retry_topic = app.topic(settings.retry_topic, key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw")
+dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+
+orders_table = app.Table(
+    "orders",
+    key_type=str,
+    partitions=settings.partitions,
+)
+
+# The agents, timers and views register themselves on `app` when imported.
+import agents.orders  # noqa: E402, F401
+import streams.views  # noqa: E402, F401

@@ -1,0 +1,98 @@
+"""HTTP effects of transitions through one shared aiohttp session, with outcome classes.
+
+Every request carries `Idempotency-Key: <event_id>` so a retried call is applied once downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    TRANSIENT = "transient"  # try again later: 5xx, 408, 429, timeout, connection error
+    TERMINAL = "terminal"  # never succeeds as is: other 4xx, bad configuration
+
+
+@dataclass(frozen=True)
+class EffectResult:
+    outcome: Outcome
+    message: str = ""
+    retry_after_s: float | None = None
+
+
+def classify_status(status: int) -> Outcome:
+    if status < 400:
+        return Outcome.OK
+    if status >= 500 or status in TRANSIENT_STATUSES:
+        return Outcome.TRANSIENT
+    return Outcome.TERMINAL
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is treated as absent)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class Effects:
+    """Calls `POST {base_url}/{effect}` for an event; one session, bounded connections."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0, max_connections: int = 100) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+    async def call(self, effect: str, event: dict[str, Any]) -> EffectResult:
+        """Run one effect for `event` and classify the answer."""
+        if not self.base_url.startswith(("http://", "https://")):
+            return EffectResult(Outcome.TERMINAL, f"bad effects URL {self.base_url!r}")
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+            )
+        body = json.dumps({"order_id": event["order_id"], "client_id": event["client_id"],
+                           "event_id": event["event_id"], "type": event["type"],
+                           "payload": event.get("payload") or {}})
+        url = f"{self.base_url}/{effect}"
+        try:
+            async with self._session.post(
+                url, data=body,
+                headers={"Idempotency-Key": event["event_id"], "Content-Type": "application/json"},
+            ) as response:
+                text = (await response.text())[:200]
+                outcome = classify_status(response.status)
+                return EffectResult(
+                    outcome, f"POST /{effect}: HTTP {response.status} {text}".strip(),
+                    parse_retry_after(response.headers.get("Retry-After")),
+                )
+        except TimeoutError:
+            return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: timed out")
+        except aiohttp.ClientConnectionError as exc:
+            return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: connection error: {exc}")
+        except aiohttp.InvalidURL as exc:
+            return EffectResult(Outcome.TERMINAL, f"POST /{effect}: bad URL {exc}")
+        except asyncio.CancelledError:
+            raise
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

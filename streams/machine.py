@@ -1,0 +1,203 @@
+"""The order state machine: pure functions over an order record (a dict), no I/O, no Faust.
+
+An order record is one JSON object, written as ONE changelog record, so an order's state and the
+event ids it has seen change together: a crash can never apply an event twice or lose its mark.
+
+    {"order_id", "client_id", "status", "version", "history": [...], "parked": [...],
+     "retry": {...} | None, "seen": {event_id: first_seen_epoch}, "failure": {...} | None,
+     "created_at", "updated_at"}
+
+`status` is None while an order only has parked events (it was never created).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.lifecycle import Lifecycle, Transition
+
+Order = dict[str, Any]
+Event = dict[str, Any]
+
+
+class Verdict(enum.Enum):
+    DUPLICATE = "duplicate"  # its event id was seen within the retention: drop it
+    APPLY = "apply"  # the order takes it now
+    PARK = "park"  # the order may take it later (or an earlier event waits for a retry)
+    REJECT = "reject"  # the order can never take it
+    PARK_FULL = "park_full"  # it would be parked, but the order's park is full
+
+
+@dataclass(frozen=True)
+class Limits:
+    history: int = 50
+    parked: int = 20
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_order(event: Event, now: float) -> Order:
+    """An empty record for an order never seen before."""
+    stamp = rfc3339(now)
+    return {
+        "order_id": event["order_id"], "client_id": event["client_id"], "status": None,
+        "version": 0, "history": [], "parked": [], "retry": None, "seen": {}, "failure": None,
+        "created_at": stamp, "updated_at": stamp,
+    }
+
+
+def classify(
+    order: Order, event: Event, lifecycle: Lifecycle, limits: Limits
+) -> tuple[Verdict, Transition | None]:
+    """What to do with `event` for `order` (use `new_order` for an unknown one)."""
+    if event["event_id"] in order["seen"]:
+        return Verdict.DUPLICATE, None
+    if order["retry"] is None:
+        row = lifecycle.step(order["status"], event["type"])
+        if row is not None:
+            return Verdict.APPLY, row
+        if not lifecycle.can_ever_take(order["status"], event["type"]):
+            return Verdict.REJECT, None
+    if len(order["parked"]) >= limits.parked:
+        return Verdict.PARK_FULL, None
+    return Verdict.PARK, None
+
+
+def _record(order: Order, event: Event, to: str | None, outcome: str, now: float,
+            limits: Limits, **extra: Any) -> None:
+    entry = {"event_id": event["event_id"], "type": event["type"], "from": order["status"],
+             "to": to, "at": rfc3339(now), "outcome": outcome, **extra}
+    order["history"] = [*order["history"], entry][-limits.history:]
+    order["updated_at"] = entry["at"]
+
+
+def seen(order: Order, event: Event, now: float) -> Order:
+    """Mark the event id as taken (reserved, or kept after success)."""
+    return {**order, "seen": {**order["seen"], event["event_id"]: now}}
+
+
+def forget(order: Order, event: Event) -> Order:
+    """Release an event id (after a terminal failure), so a corrected resubmission is processed."""
+    ids = dict(order["seen"])
+    ids.pop(event["event_id"], None)
+    return {**order, "seen": ids}
+
+
+def apply(order: Order, event: Event, row: Transition, now: float, limits: Limits) -> Order:
+    """The order after taking `event` through `row`: new status, version + 1, history, id kept."""
+    result = seen(order, event, now)
+    _record(result, event, row.target, "applied", now, limits)
+    result["status"] = row.target
+    result["version"] = order["version"] + 1
+    result["retry"] = None
+    result["failure"] = None
+    return result
+
+
+def park(order: Order, event: Event, now: float) -> Order:
+    """Keep an early event on the order, in arrival order; its id is reserved meanwhile."""
+    result = seen(order, event, now)
+    result["parked"] = [*order["parked"], {"event": event, "parked_at": now}]
+    result["updated_at"] = rfc3339(now)
+    return result
+
+
+def reject(order: Order, event: Event, now: float, reason: str, limits: Limits) -> Order:
+    """Record an event the order can never take; the order's state is unchanged, the id released."""
+    result = forget(order, event)
+    _record(result, event, order["status"], "rejected", now, limits, reason=reason)
+    return result
+
+
+def fail(order: Order, event: Event, now: float, reason: str, limits: Limits) -> Order:
+    """Record a terminal failure of `event` (effect refused, retries exhausted, park timed out)."""
+    result = forget(order, event)
+    _record(result, event, order["status"], "failed", now, limits, reason=reason)
+    result["retry"] = None
+    result["failure"] = {"event_id": event["event_id"], "reason": reason, "at": rfc3339(now)}
+    return result
+
+
+def expire(order: Order, event: Event, now: float, limits: Limits) -> Order:
+    """Record a parked event whose park timeout ran out; its id is released."""
+    result = forget(order, event)
+    _record(result, event, order["status"], "expired", now, limits, reason="park timeout")
+    return result
+
+
+def schedule_retry(order: Order, event: Event, attempts: int, due_at: float, reason: str,
+                   now: float) -> Order:
+    """Hold `event` for a retry at `due_at`; later events of this order park behind it."""
+    result = seen(order, event, now)
+    result["retry"] = {"event": event, "attempts": attempts, "due_at": due_at,
+                       "due": rfc3339(due_at), "reason": reason}
+    result["updated_at"] = rfc3339(now)
+    return result
+
+
+def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, Event, Verdict] | None:
+    """The first parked event (arrival order) the order can now take or can never take, removed
+    from the park; None when every parked event must go on waiting (or a retry is pending)."""
+    if order["retry"] is not None:
+        return None
+    for index, entry in enumerate(order["parked"]):
+        event = entry["event"]
+        if lifecycle.step(order["status"], event["type"]) is not None:
+            verdict = Verdict.APPLY
+        elif not lifecycle.can_ever_take(order["status"], event["type"]):
+            verdict = Verdict.REJECT
+        else:
+            continue
+        rest = order["parked"][:index] + order["parked"][index + 1:]
+        return {**order, "parked": rest}, event, verdict
+    return None
+
+
+def expire_parked(order: Order, now: float, timeout_s: float) -> tuple[Order, list[Event]]:
+    """Remove parked events older than the timeout; return them for the dead letters."""
+    keep: list[dict[str, Any]] = []
+    expired: list[dict[str, Any]] = []
+    for entry in order["parked"]:
+        (expired if now - entry["parked_at"] >= timeout_s else keep).append(entry)
+    if not expired:
+        return order, []
+    return {**order, "parked": keep}, [e["event"] for e in expired]
+
+
+def expire_ids(order: Order, now: float, retention_s: float) -> Order:
+    """Drop event ids older than the retention, except those of events still held by the order."""
+    held = {e["event"]["event_id"] for e in order["parked"]}
+    if order["retry"] is not None:
+        held.add(order["retry"]["event"]["event_id"])
+    ids = {k: t for k, t in order["seen"].items() if now - t < retention_s or k in held}
+    return order if len(ids) == len(order["seen"]) else {**order, "seen": ids}
+
+
+def next_due(order: Order, park_timeout_s: float) -> float | None:
+    """When this order next needs a timed look (a retry due, a parked event timing out)."""
+    times = [e["parked_at"] + park_timeout_s for e in order["parked"]]
+    if order["retry"] is not None:
+        times.append(order["retry"]["due_at"])
+    return min(times) if times else None
+
+
+def view(order: Order) -> dict[str, Any]:
+    """The public form of an order (GET /orders/{id}): the contract's fields, no internals."""
+    retry = order["retry"]
+    return {
+        "order_id": order["order_id"], "client_id": order["client_id"], "status": order["status"],
+        "version": order["version"], "history": order["history"],
+        "pending": {
+            "retry": None if retry is None else {
+                "event_id": retry["event"]["event_id"], "type": retry["event"]["type"],
+                "attempts": retry["attempts"], "due": retry["due"], "reason": retry["reason"]},
+            "parked": len(order["parked"]),
+        },
+        "failure": order["failure"], "created_at": order["created_at"],
+        "updated_at": order["updated_at"],
+    }

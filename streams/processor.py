@@ -1,0 +1,181 @@
+"""What happens to one event of one order, with I/O: table, effects, retries, dead letters.
+
+Runs inside the order's lane (so one order's events never interleave) and inside the Kafka event's
+context (so every table write lands in that event's changelog partition). The decisions themselves
+are the pure functions of `streams.machine`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams import machine as m
+from streams.deadletters import Source, dead_letter
+from streams.effects import Effects, Outcome
+from streams.lifecycle import Lifecycle, Transition
+from streams.retry import Backoff, DueIndex
+from streams.state import OrderStore
+
+log = logging.getLogger(__name__)
+
+SendDeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
+SendRetryNotice = Callable[[dict[str, Any], int], Awaitable[None]]
+
+
+@dataclass
+class Policy:
+    limits: m.Limits
+    park_timeout_s: float
+    retention_s: float
+    release_parked_on_failure: bool = True
+
+
+@dataclass
+class Processor:
+    store: OrderStore
+    lifecycle: Lifecycle
+    policy: Policy
+    effects: Effects
+    backoff: Backoff
+    due: DueIndex
+    send_dead_letter: SendDeadLetter
+    send_retry_notice: SendRetryNotice
+    counts: Counter[str] = field(default_factory=Counter)
+    clock: Callable[[], float] = time.time
+
+    # -- entry points (each called inside the order's lane) -----------------------------------
+
+    async def on_event(self, event: dict[str, Any], source: Source) -> None:
+        """A new event from orders.events."""
+        now = self.clock()
+        stored = self.store.get(event["order_id"])
+        order = stored if stored is not None else m.new_order(event, now)
+        order = m.expire_ids(order, now, self.policy.retention_s)
+        verdict, row = m.classify(order, event, self.lifecycle, self.policy.limits)
+        self.counts[f"events.{event['type']}.{verdict.value}"] += 1
+        if verdict is m.Verdict.DUPLICATE:
+            self.counts["duplicates"] += 1
+            return
+        if verdict is m.Verdict.PARK_FULL:
+            await self._dead_letter(event, "park_full",
+                                    f"order {event['order_id']} already has "
+                                    f"{self.policy.limits.parked} parked events", 1, source)
+            return
+        if verdict is m.Verdict.REJECT:
+            order = await self._reject(order, event, source, now)
+        elif verdict is m.Verdict.PARK:
+            order = m.park(order, event, now)
+            self.counts["parked"] += 1
+        else:
+            assert row is not None
+            order = await self._attempt(order, event, row, 1, source)
+        order = await self._drain(order, source)
+        self._save(order, source.partition)
+
+    async def on_due(self, order_id: str, source: Source) -> None:
+        """A tick found this order due: fire its retry, time out its parked events."""
+        order = self.store.get(order_id)
+        if order is None:
+            return
+        now = self.clock()
+        retry = order["retry"]
+        if retry is not None and retry["due_at"] <= now:
+            event = retry["event"]
+            order = {**order, "retry": None}
+            self.counts["retries.fired"] += 1
+            row = self.lifecycle.step(order["status"], event["type"])
+            if row is None:  # cannot happen while the retry holds the order; stay safe
+                order = await self._reject(order, event, source, now)
+            else:
+                order = await self._attempt(order, event, row, retry["attempts"] + 1, source)
+            order = await self._drain(order, source)
+        order, expired = m.expire_parked(order, now, self.policy.park_timeout_s)
+        for event in expired:
+            order = m.expire(order, event, now, self.policy.limits)
+            await self._dead_letter(event, "park_timeout",
+                                    f"status {order['status']!r} did not accept {event['type']!r} "
+                                    f"within {self.policy.park_timeout_s:g}s", 1, source)
+        self._save(order, source.partition)
+
+    async def on_sweep(self, order_id: str, source: Source) -> None:
+        """Drop expired event ids of one order (the idempotency retention sweep)."""
+        order = self.store.get(order_id)
+        if order is None:
+            return
+        swept = m.expire_ids(order, self.clock(), self.policy.retention_s)
+        if swept is not order:
+            self.counts["ids.expired"] += len(order["seen"]) - len(swept["seen"])
+            self._save(swept, source.partition)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _attempt(self, order: m.Order, event: dict[str, Any], row: Transition,
+                       attempts: int, source: Source) -> m.Order:
+        """Run the transition's effects, then apply it; on failure schedule a retry or fail."""
+        now = self.clock()
+        if row.effects and self.effects.enabled:
+            for effect in row.effects:
+                result = await self.effects.call(effect, event)
+                if result.outcome is Outcome.OK:
+                    continue
+                now = self.clock()
+                if result.outcome is Outcome.TRANSIENT and not self.backoff.exhausted(attempts):
+                    delay = self.backoff.delay(attempts, result.retry_after_s)
+                    self.counts["retries.scheduled"] += 1
+                    order = m.schedule_retry(order, event, attempts, now + delay, result.message, now)
+                    await self.send_retry_notice(order["retry"], source.partition)
+                    return order
+                kind = "effect_failed" if result.outcome is Outcome.TERMINAL else "retries_exhausted"
+                message = (result.message if kind == "effect_failed"
+                           else f"{attempts} attempts; last: {result.message}")
+                order = m.fail(order, event, now, message, self.policy.limits)
+                await self._dead_letter(event, kind, message, attempts, source)
+                if not self.policy.release_parked_on_failure:
+                    order = await self._dead_letter_parked(order, event, source)
+                return order
+        self.counts["applied"] += 1
+        return m.apply(order, event, row, self.clock(), self.policy.limits)
+
+    async def _drain(self, order: m.Order, source: Source) -> m.Order:
+        """Apply (or reject) parked events the order can now decide on, in arrival order."""
+        while (taken := m.take_parked(order, self.lifecycle)) is not None:
+            order, event, verdict = taken
+            if verdict is m.Verdict.REJECT:
+                order = await self._reject(order, event, source, self.clock())
+                continue
+            row = self.lifecycle.step(order["status"], event["type"])
+            assert row is not None
+            order = await self._attempt(order, event, row, 1, source)
+        return order
+
+    async def _reject(self, order: m.Order, event: dict[str, Any], source: Source,
+                      now: float) -> m.Order:
+        reason = f"status {order['status']!r} can never take {event['type']!r}"
+        await self._dead_letter(event, "rejected", reason, 1, source)
+        return m.reject(order, event, now, reason, self.policy.limits)
+
+    async def _dead_letter_parked(self, order: m.Order, failed: dict[str, Any],
+                                  source: Source) -> m.Order:
+        for entry in order["parked"]:
+            order = m.forget(order, entry["event"])
+            await self._dead_letter(entry["event"], "behind_failed_event",
+                                    f"event {failed['event_id']} before it failed", 0, source)
+        return {**order, "parked": []}
+
+    async def _dead_letter(self, event: Any, kind: str, message: str, attempts: int,
+                           source: Source) -> None:
+        self.counts["dead_letters"] += 1
+        self.counts[f"dead_letters.{kind}"] += 1
+        await self.send_dead_letter(dead_letter(event, kind, message, attempts, source))
+
+    def _save(self, order: m.Order, partition: int) -> None:
+        if order["status"] is None and not order["parked"] and order["retry"] is None \
+                and not order["history"]:
+            return  # nothing worth keeping (e.g. a lone rejected event of an unknown order)
+        self.store.put(order)
+        self.due.set(partition, order["order_id"], m.next_due(order, self.policy.park_timeout_s))

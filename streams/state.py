@@ -1,0 +1,73 @@
+"""The order table: one Faust Table (RocksDB via rocksdict, changelogged) keyed by order_id.
+
+The table's key (order_id) is not the partition key (client_id), and outside producers may use any
+partitioner, so nothing here computes a partition from a key: writes go to the partition of the
+event being processed (Faust's current-event context), and reads for views look in the partitions
+this worker actively owns. Those two reads reach into Faust's RocksDB store; they live here only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+
+from streams.machine import Order
+
+
+class OrderStore:
+    """Typed access to the order table."""
+
+    def __init__(self, table: faust.Table, source_topic: str) -> None:
+        self.table = table
+        self.source_topic = source_topic
+
+    def get(self, order_id: str) -> Order | None:
+        """The order, read while processing an event of its partition."""
+        value = self.table.get(order_id)
+        return None if value is None else dict(value)
+
+    def put(self, order: Order) -> None:
+        """Write the order: one RocksDB put and one changelog record, in the current event's partition."""
+        self.table[order["order_id"]] = order
+
+    def _store(self) -> Any:
+        return self.table.data
+
+    def _active_partitions(self) -> list[int]:
+        return sorted(tp.partition for tp in self.table.app.assignor.assigned_actives()
+                      if tp.topic == self.source_topic)
+
+    def active_partitions(self) -> list[int]:
+        return self._active_partitions()
+
+    def get_active(self, order_id: str) -> Order | None:
+        """The order if one of this worker's active partitions holds it (never a standby copy)."""
+        store = self._store()
+        if not hasattr(store, "_dbs"):  # the in-memory store of unit tests: one dict
+            value = self.table.get(order_id)
+            return None if value is None else dict(value)
+        key = store._encode_key(order_id)
+        for partition in self._active_partitions():
+            db = store._dbs.get(partition)
+            raw = db.get(key) if db is not None else None
+            if raw is not None:
+                return dict(store._decode_value(raw))
+        return None
+
+    def scan(self, partition: int) -> Iterator[Order]:
+        """Every order held in `partition` (used to rebuild the due index after assignment)."""
+        store = self._store()
+        if not hasattr(store, "_dbs"):
+            for value in list(self.table.values()):
+                yield dict(value)
+            return
+        db = store._db_for_partition(partition)
+        for _key, raw in store._visible_items(db):
+            yield dict(store._decode_value(raw))
+
+    def scan_active(self) -> Iterator[Order]:
+        """Every order in this worker's active partitions (for client views and stats)."""
+        for partition in self._active_partitions():
+            yield from self.scan(partition)
