@@ -73,7 +73,7 @@ def _source(event: faust.EventT) -> Source:
 
 
 @app.agent(inputs, name="process-orders")
-async def process_orders(stream: faust.Stream) -> None:
+async def process_orders(stream: Any) -> None:
     """Decode, validate, and hand each event to its order's lane; ticks fire timed work."""
     async for event in stream.noack().events():
         source = _source(event)

@@ -19,9 +19,13 @@ class Source:
 
 def dead_letter(event: Any, kind: str, message: str, attempts: int, source: Source,
                 now: float | None = None) -> dict[str, Any]:
-    """`event` is the decoded envelope, or the raw value as a string when it was not JSON."""
+    """`event` is the envelope; raw bytes are kept as their JSON value, or as a string if not JSON."""
     if isinstance(event, bytes):
-        event = event.decode("utf-8", errors="replace")
+        text = event.decode("utf-8", errors="replace")
+        try:
+            event = json.loads(text)
+        except ValueError:
+            event = text
     return {
         "event": event,
         "reason": {"kind": kind, "message": message},

@@ -12,19 +12,25 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from streams import machine as m
 from streams.deadletters import Source, dead_letter
 from streams.effects import Effects, Outcome
 from streams.lifecycle import Lifecycle, Transition
 from streams.retry import Backoff, DueIndex
-from streams.state import OrderStore
 
 log = logging.getLogger(__name__)
 
 SendDeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
 SendRetryNotice = Callable[[dict[str, Any], int], Awaitable[None]]
+
+
+class Store(Protocol):
+    """Where orders live: `streams.state.OrderStore` in a worker, a dict-backed fake in unit tests."""
+
+    def get(self, order_id: str) -> m.Order | None: ...
+    def put(self, order: m.Order) -> None: ...
 
 
 @dataclass
@@ -37,7 +43,7 @@ class Policy:
 
 @dataclass
 class Processor:
-    store: OrderStore
+    store: Store
     lifecycle: Lifecycle
     policy: Policy
     effects: Effects

@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import faust
-
 from streams.machine import Order
 
 
 class OrderStore:
     """Typed access to the order table."""
 
-    def __init__(self, table: faust.Table, source_topic: str) -> None:
+    def __init__(self, table: Any, source_topic: str) -> None:
         self.table = table
         self.source_topic = source_topic
 

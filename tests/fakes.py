@@ -1,0 +1,48 @@
+"""Kafka-free stand-ins for unit tests of the processor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.effects import EffectResult, Outcome
+from streams.machine import Order
+
+
+class MemoryStore:
+    """The order table as a dict (no changelog, no RocksDB)."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+
+    def get(self, order_id: str) -> Order | None:
+        return self.orders.get(order_id)
+
+    def put(self, order: Order) -> None:
+        self.orders[order["order_id"]] = order
+
+
+class ScriptedEffects:
+    """Answers effect calls from a script: a list of outcomes consumed in order, then OK."""
+
+    def __init__(self, *script: EffectResult) -> None:
+        self.script = list(script)
+        self.calls: list[tuple[str, str]] = []
+        self.enabled = True
+
+    async def call(self, effect: str, event: dict[str, Any]) -> EffectResult:
+        self.calls.append((effect, event["event_id"]))
+        return self.script.pop(0) if self.script else EffectResult(Outcome.OK)
+
+
+class Recorder:
+    """Collects what the processor sends to Kafka."""
+
+    def __init__(self) -> None:
+        self.dead_letters: list[dict[str, Any]] = []
+        self.retries: list[dict[str, Any]] = []
+
+    async def dead_letter(self, letter: dict[str, Any]) -> None:
+        self.dead_letters.append(letter)
+
+    async def retry(self, retry: dict[str, Any], partition: int) -> None:
+        self.retries.append(retry)

@@ -1,0 +1,189 @@
+"""The processor's decisions, Kafka-free: a hypothesis test against the reference model, and the
+idempotency, parking, retry and failure rules one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.deadletters import Source
+from streams.effects import EffectResult, Outcome
+from streams.lifecycle import DEFAULT
+from streams.machine import Limits
+from streams.processor import Policy, Processor
+from streams.retry import Backoff, DueIndex
+from tests.fakes import MemoryStore, Recorder, ScriptedEffects
+from tests.helpers import make_event
+from tests.reference import run_model
+
+SOURCE = Source("orders.events", 0, 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_processor(effects: Any = None, park_limit: int = 100, release: bool = True,
+                   max_attempts: int = 3) -> tuple[Processor, MemoryStore, Recorder, Clock]:
+    store, recorder, clock = MemoryStore(), Recorder(), Clock()
+    effects = effects or ScriptedEffects()
+    processor = Processor(
+        store=store, lifecycle=DEFAULT,
+        policy=Policy(Limits(history=1000, parked=park_limit), park_timeout_s=60,
+                      retention_s=3600, release_parked_on_failure=release),
+        effects=effects, backoff=Backoff(1.0, 8.0, max_attempts), due=DueIndex(),
+        send_dead_letter=recorder.dead_letter, send_retry_notice=recorder.retry, clock=clock,
+    )
+    processor.due.reset(0)
+    return processor, store, recorder, clock
+
+
+def feed(processor: Processor, events: list[dict[str, Any]]) -> None:
+    async def run() -> None:
+        for event in events:
+            await processor.on_event(event, SOURCE)
+    asyncio.run(run())
+
+
+event_ids = st.sampled_from([f"e{i}" for i in range(12)])
+event_types = st.sampled_from(sorted(DEFAULT.event_types))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(event_ids, event_types), max_size=25))
+def test_processor_matches_the_reference_model(pairs: list[tuple[str, str]]) -> None:
+    # an event id always names the same event: a repeat is a redelivery, not a new event
+    types_by_id: dict[str, str] = {}
+    events = []
+    for event_id, kind in pairs:
+        kind = types_by_id.setdefault(event_id, kind)
+        events.append(make_event("o1", kind, event_id=event_id))
+    processor, store, recorder, _ = make_processor()
+    feed(processor, events)
+    model = run_model(events, DEFAULT)
+
+    order = store.get("o1")
+    if order is None:
+        assert model.version == 0 and not model.parked
+        return
+    assert order["status"] == model.status
+    assert order["version"] == model.version
+    applied = [h["event_id"] for h in order["history"] if h["outcome"] == "applied"]
+    assert applied == model.applied
+    assert len(applied) == len(set(applied))  # never applied twice
+    assert [p["event"]["event_id"] for p in order["parked"]] == [e["event_id"] for e in model.parked]
+    assert processor.counts["duplicates"] == model.duplicates
+    rejected = [d["event"]["event_id"] for d in recorder.dead_letters]
+    assert rejected == model.rejected
+
+
+def test_the_same_event_three_times_is_applied_once() -> None:
+    processor, store, _, _ = make_processor()
+    created = make_event("o1", "created")
+    feed(processor, [created, created, created])
+    assert store.orders["o1"]["version"] == 1
+    assert processor.counts["duplicates"] == 2
+
+
+def test_an_early_event_is_parked_then_applied_in_order() -> None:
+    processor, store, _, _ = make_processor()
+    events = [make_event("o1", k) for k in ("created", "shipped", "delivered", "paid")]
+    feed(processor, events[:3])
+    assert store.orders["o1"]["status"] == "created"
+    assert len(store.orders["o1"]["parked"]) == 2
+    feed(processor, events[3:])
+    order = store.orders["o1"]
+    assert (order["status"], order["version"], order["parked"]) == ("delivered", 4, [])
+    assert [h["type"] for h in order["history"]] == ["created", "paid", "shipped", "delivered"]
+
+
+def test_an_impossible_event_is_rejected_recorded_and_dead_lettered() -> None:
+    processor, store, recorder, _ = make_processor()
+    feed(processor, [make_event("o1", k) for k in ("created", "cancelled", "paid")])
+    order = store.orders["o1"]
+    assert order["status"] == "cancelled" and order["version"] == 2
+    assert order["history"][-1]["outcome"] == "rejected"
+    assert recorder.dead_letters[-1]["reason"]["kind"] == "rejected"
+
+
+def test_a_park_timeout_sends_the_event_to_the_dead_letters() -> None:
+    processor, store, recorder, clock = make_processor()
+    shipped = make_event("o1", "shipped")
+    feed(processor, [make_event("o1", "created"), shipped])
+    assert processor.due.pop_due(0, clock.now + 59) == []
+    clock.now += 61
+    assert processor.due.pop_due(0, clock.now) == ["o1"]
+    asyncio.run(processor.on_due("o1", SOURCE))
+    assert store.orders["o1"]["parked"] == []
+    assert recorder.dead_letters[-1]["reason"]["kind"] == "park_timeout"
+    assert recorder.dead_letters[-1]["event"] == shipped
+
+
+def test_a_full_park_dead_letters_the_next_early_event() -> None:
+    processor, store, recorder, _ = make_processor(park_limit=1)
+    feed(processor, [make_event("o1", "created"), make_event("o1", "shipped"),
+                     make_event("o1", "delivered")])
+    assert len(store.orders["o1"]["parked"]) == 1
+    assert recorder.dead_letters[-1]["reason"]["kind"] == "park_full"
+
+
+def test_terminal_failure_releases_the_id_so_a_resubmission_is_processed() -> None:
+    effects = ScriptedEffects(EffectResult(Outcome.TERMINAL, "HTTP 400"))
+    processor, store, recorder, _ = make_processor(effects)
+    paid = make_event("o1", "paid")
+    feed(processor, [make_event("o1", "created"), paid])
+    assert store.orders["o1"]["status"] == "created"
+    assert store.orders["o1"]["failure"]["event_id"] == paid["event_id"]
+    assert recorder.dead_letters[-1]["reason"]["kind"] == "effect_failed"
+    feed(processor, [paid])  # fixed downstream, sent again with the same id
+    assert store.orders["o1"]["status"] == "paid"
+    assert store.orders["o1"]["failure"] is None
+
+
+def test_a_transient_failure_holds_later_events_of_the_order_until_the_retry() -> None:
+    effects = ScriptedEffects(EffectResult(Outcome.TRANSIENT, "HTTP 503"))
+    processor, store, recorder, clock = make_processor(effects)
+    feed(processor, [make_event("o1", "created"), make_event("o1", "paid"),
+                     make_event("o1", "shipped"), make_event("o2", "created")])
+    held = store.orders["o1"]
+    assert held["status"] == "created" and held["retry"]["attempts"] == 1
+    assert [p["event"]["type"] for p in held["parked"]] == ["shipped"]
+    assert store.orders["o2"]["status"] == "created"  # other orders go on
+    due_at = held["retry"]["due_at"]
+    assert clock.now + 0.5 <= due_at <= clock.now + 1.0  # attempt 1: within [base/2, base]
+    clock.now = due_at
+    assert processor.due.pop_due(0, clock.now) == ["o1"]
+    asyncio.run(processor.on_due("o1", SOURCE))
+    assert (store.orders["o1"]["status"], store.orders["o1"]["version"]) == ("shipped", 3)
+    assert len(recorder.retries) == 1
+
+
+def test_running_out_of_attempts_dead_letters_and_releases_parked_events() -> None:
+    effects = ScriptedEffects(*[EffectResult(Outcome.TRANSIENT, "HTTP 503")] * 3)
+    processor, store, recorder, clock = make_processor(effects, max_attempts=3)
+    feed(processor, [make_event("o1", "created"), make_event("o1", "paid"),
+                     make_event("o1", "cancelled")])
+    for _ in range(2):
+        clock.now = store.orders["o1"]["retry"]["due_at"]
+        asyncio.run(processor.on_due("o1", SOURCE))
+    order = store.orders["o1"]
+    assert recorder.dead_letters[0]["reason"]["kind"] == "retries_exhausted"
+    assert recorder.dead_letters[0]["attempts"] == 3
+    assert order["status"] == "cancelled"  # the parked cancel was released ("release" policy)
+
+
+def test_dead_letter_policy_sends_parked_events_after_the_failed_one() -> None:
+    effects = ScriptedEffects(EffectResult(Outcome.TERMINAL, "HTTP 422"))
+    processor, store, recorder, _ = make_processor(effects, release=False)
+    feed(processor, [make_event("o1", "created"), make_event("o1", "shipped"),
+                     make_event("o1", "paid")])
+    assert [d["reason"]["kind"] for d in recorder.dead_letters] == [
+        "effect_failed", "behind_failed_event"]
+    assert store.orders["o1"]["parked"] == []
