@@ -45,6 +45,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=int(os.environ.get("ORDERFLOW_STANDBY_REPLICAS", "0")),
     broker_commit_every=1000,
+    broker_commit_interval=float(os.environ.get("ORDERFLOW_COMMIT_INTERVAL_S", "2.8")),
     # How soon the group notices a dead worker and hands its partitions to the others.
     broker_session_timeout=float(os.environ.get("ORDERFLOW_SESSION_TIMEOUT_S", "30")),
     broker_heartbeat_interval=float(os.environ.get("ORDERFLOW_HEARTBEAT_S", "3")),

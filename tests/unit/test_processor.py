@@ -187,3 +187,17 @@ def test_dead_letter_policy_sends_parked_events_after_the_failed_one() -> None:
     assert [d["reason"]["kind"] for d in recorder.dead_letters] == [
         "effect_failed", "behind_failed_event"]
     assert store.orders["o1"]["parked"] == []
+
+
+def test_event_ids_expire_after_the_retention_through_the_sweep() -> None:
+    processor, store, _, clock = make_processor()
+    created = make_event("o1", "created")
+    feed(processor, [created])
+    assert created["event_id"] in store.orders["o1"]["seen"]
+    clock.now += 3599
+    asyncio.run(processor.on_sweep("o1", SOURCE))
+    assert created["event_id"] in store.orders["o1"]["seen"]
+    clock.now += 2
+    asyncio.run(processor.on_sweep("o1", SOURCE))
+    assert store.orders["o1"]["seen"] == {}
+    assert processor.counts["ids.expired"] == 1
