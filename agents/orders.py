@@ -20,6 +20,7 @@ from typing import Any
 import faust
 
 from schemas.envelope import decode
+from streams.acks import FlushThenAck
 from streams.app import app, dlq_topic, inputs, lifecycle, orders_table, retry_topic, settings
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
@@ -65,6 +66,7 @@ processor = Processor(
     due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
 )
 lanes = Lanes(settings.lanes, on_error=_crash)
+acks = FlushThenAck(lambda: app.producer.flush())
 _last_sweep: dict[int, float] = {}
 
 
@@ -86,10 +88,11 @@ async def process_orders(stream: Any) -> None:
             processor.counts["events.invalid"] += 1
             letter = dead_letter(event.value, "invalid_event", str(exc), 1, source)
             await dlq_topic.send(key=key_of(letter, event.key), value=encode(letter))
-            event.ack()
+            acks.done(event)
             continue
         await lanes.submit(envelope["order_id"], event,
-                           functools.partial(processor.on_event, envelope, source), event.ack)
+                           functools.partial(processor.on_event, envelope, source),
+                           functools.partial(acks.done, event))
 
 
 async def _on_internal(event: faust.EventT, source: Source) -> None:
@@ -98,7 +101,7 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
     except (ValueError, AttributeError):
         kind = None
     if kind != "tick":
-        event.ack()  # retry notices: the order record holds the retry, the tick fires it
+        acks.done(event)  # retry notices: the order record holds the retry, the tick fires it
         return
     now = time.time()
     partition = source.partition
@@ -113,7 +116,7 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
     ready = due.pop_due(partition, now)
     jobs = [(oid, processor.on_due) for oid in ready] + [(oid, processor.on_sweep) for oid in sweep]
     if not jobs:
-        event.ack()
+        acks.done(event)
         return
     remaining = len(jobs)
 
@@ -121,7 +124,7 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
         nonlocal remaining
         remaining -= 1
         if remaining == 0:
-            event.ack()
+            acks.done(event)
 
     for order_id, job in jobs:
         await lanes.submit(order_id, event, functools.partial(job, order_id, source), one_done)
@@ -140,6 +143,11 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
     for tp in revoked:
         if tp.topic == settings.events_topic:
             due.drop(tp.partition)
+
+
+@app.task
+async def _flush_then_ack() -> None:
+    await acks.run()
 
 
 @app.task

@@ -1,0 +1,33 @@
+"""Events are acked only after the producer flushed what they sent."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.acks import FlushThenAck
+
+
+class FakeEvent:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def ack(self) -> bool:
+        self.log.append(f"ack {self.name}")
+        return True
+
+
+async def test_acks_come_after_the_flush_in_one_batch() -> None:
+    log: list[str] = []
+
+    async def flush() -> None:
+        await asyncio.sleep(0.01)
+        log.append("flushed")
+
+    gate = FlushThenAck(flush, interval_s=0.01)
+    runner = asyncio.create_task(gate.run())
+    gate.done(FakeEvent(log, "a"))
+    gate.done(FakeEvent(log, "b"))
+    assert log == []
+    await asyncio.sleep(0.1)
+    runner.cancel()
+    assert log == ["flushed", "ack a", "ack b"]
