@@ -10,7 +10,6 @@ worker that takes the partition over carries on with them.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -157,10 +156,9 @@ async def _announce() -> None:
 
 
 @app.service
-class EffectsCloser(faust.Service):
-    """Closes the shared HTTP session when the worker stops."""
+class ProcessorShutdown(faust.Service):
+    """Stops the lanes and closes the shared HTTP session when the worker stops."""
 
     async def on_stop(self) -> None:
         await lanes.stop()
         await effects.close()
-        await asyncio.sleep(0)

@@ -9,32 +9,24 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.errors import ConfigError
 
+N = TypeVar("N", int, float)
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+
+def _number(env: Mapping[str, str], name: str, default: N, minimum: N) -> N:
+    """Read a number of `default`'s type (int or float); a bad or too small value is a ConfigError."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    kind = type(default)
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
@@ -97,8 +89,8 @@ class Settings:
         e = os.environ if env is None else env
         settings = cls(
             bootstrap=e.get("KAFKA_BOOTSTRAP", cls.bootstrap),
-            partitions=_int(e, "ORDERFLOW_PARTITIONS", cls.partitions, 1),
-            replication=_int(e, "ORDERFLOW_REPLICATION", cls.replication, 1),
+            partitions=_number(e, "ORDERFLOW_PARTITIONS", cls.partitions, 1),
+            replication=_number(e, "ORDERFLOW_REPLICATION", cls.replication, 1),
             app_id=e.get("ORDERFLOW_APP_ID", cls.app_id),
             events_topic=e.get("ORDERFLOW_EVENTS_TOPIC", cls.events_topic),
             retry_topic=e.get("ORDERFLOW_RETRY_TOPIC", cls.retry_topic),
@@ -106,18 +98,18 @@ class Settings:
             state_dir=Path(e.get("ORDERFLOW_STATE_DIR", str(cls.state_dir))),
             lifecycle_file=e.get("ORDERFLOW_LIFECYCLE", cls.lifecycle_file),
             effects_url=e.get("ORDERFLOW_EFFECTS_URL", cls.effects_url).rstrip("/"),
-            effect_timeout_s=_float(e, "ORDERFLOW_EFFECT_TIMEOUT_S", cls.effect_timeout_s, 0.001),
-            retry_base_s=_float(e, "ORDERFLOW_RETRY_BASE_S", cls.retry_base_s, 0.0),
-            retry_cap_s=_float(e, "ORDERFLOW_RETRY_CAP_S", cls.retry_cap_s, 0.0),
-            retry_max_attempts=_int(e, "ORDERFLOW_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts, 1),
-            lanes=_int(e, "ORDERFLOW_LANES", cls.lanes, 1),
-            history_limit=_int(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
-            park_limit=_int(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),
-            park_timeout_s=_float(e, "ORDERFLOW_PARK_TIMEOUT_S", cls.park_timeout_s, 0.0),
-            idempotency_retention_s=_float(
+            effect_timeout_s=_number(e, "ORDERFLOW_EFFECT_TIMEOUT_S", cls.effect_timeout_s, 0.001),
+            retry_base_s=_number(e, "ORDERFLOW_RETRY_BASE_S", cls.retry_base_s, 0.0),
+            retry_cap_s=_number(e, "ORDERFLOW_RETRY_CAP_S", cls.retry_cap_s, 0.0),
+            retry_max_attempts=_number(e, "ORDERFLOW_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts, 1),
+            lanes=_number(e, "ORDERFLOW_LANES", cls.lanes, 1),
+            history_limit=_number(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
+            park_limit=_number(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),
+            park_timeout_s=_number(e, "ORDERFLOW_PARK_TIMEOUT_S", cls.park_timeout_s, 0.0),
+            idempotency_retention_s=_number(
                 e, "ORDERFLOW_IDEMPOTENCY_RETENTION_S", cls.idempotency_retention_s, 0.0
             ),
-            sweep_interval_s=_float(e, "ORDERFLOW_SWEEP_INTERVAL_S", cls.sweep_interval_s, 0.01),
+            sweep_interval_s=_number(e, "ORDERFLOW_SWEEP_INTERVAL_S", cls.sweep_interval_s, 0.01),
             on_terminal_failure=e.get("ORDERFLOW_ON_TERMINAL_FAILURE", cls.on_terminal_failure),
             security_protocol=e.get("KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper(),
             sasl_mechanism=e.get("KAFKA_SASL_MECHANISM", cls.sasl_mechanism),

@@ -50,15 +50,6 @@ class Lanes:
         self.start()
         await self._queues[lane_of(order_id, self.size)].put((event, job, done))
 
-    def depth(self) -> int:
-        """Jobs waiting over all lanes."""
-        return sum(q.qsize() for q in self._queues)
-
-    async def idle(self) -> None:
-        """Wait until every queued job has finished."""
-        for queue in self._queues:
-            await queue.join()
-
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

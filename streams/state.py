@@ -33,12 +33,10 @@ class OrderStore:
     def _store(self) -> Any:
         return self.table.data
 
-    def _active_partitions(self) -> list[int]:
+    def active_partitions(self) -> list[int]:
+        """Partitions of the source topic this worker actively owns (standbys excluded)."""
         return sorted(tp.partition for tp in self.table.app.assignor.assigned_actives()
                       if tp.topic == self.source_topic)
-
-    def active_partitions(self) -> list[int]:
-        return self._active_partitions()
 
     def get_active(self, order_id: str) -> Order | None:
         """The order if one of this worker's active partitions holds it (never a standby copy)."""
@@ -47,7 +45,7 @@ class OrderStore:
             value = self.table.get(order_id)
             return None if value is None else dict(value)
         key = store._encode_key(order_id)
-        for partition in self._active_partitions():
+        for partition in self.active_partitions():
             db = store._dbs.get(partition)
             raw = db.get(key) if db is not None else None
             if raw is not None:
@@ -64,8 +62,3 @@ class OrderStore:
         db = store._db_for_partition(partition)
         for _key, raw in store._visible_items(db):
             yield dict(store._decode_value(raw))
-
-    def scan_active(self) -> Iterator[Order]:
-        """Every order in this worker's active partitions (for client views and stats)."""
-        for partition in self._active_partitions():
-            yield from self.scan(partition)
