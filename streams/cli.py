@@ -71,6 +71,62 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _gateway(args: argparse.Namespace, _settings: Settings) -> int:
+    from streams.gateway import Faults, serve
+
+    try:
+        faults = Faults(latency_s=args.latency_ms / 1000, error_rate=args.error_rate,
+                        timeout_rate=args.timeout_rate, throttle_rate=args.throttle_rate,
+                        retry_after_s=args.retry_after_s, hang_s=args.hang_s).check()
+    except ValueError as exc:
+        raise OrderflowError(f"gateway: {exc}") from None
+    serve(args.host, args.port, faults, args.seed)
+    return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import dlq
+
+    letters = dlq.read_letters(settings, lambda n: print(f"  … {n} dead letters read", file=sys.stderr))
+    if args.action == "list":
+        chosen = [x for x in letters if args.kind is None or x.kind == args.kind][-args.limit:]
+        print(dlq.table(chosen))
+        print(f"{len(chosen)} shown of {len(letters)} dead letters on {settings.dlq_topic}")
+        return 0
+    if not args.all and not args.event_id:
+        raise OrderflowError("dlq replay: name the letters with --event-id ID ... or --all")
+    replay = dlq.choose(letters, None if args.all else args.event_id, args.kind)
+    for line in replay.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if args.dry_run:
+        for event in replay.events:
+            print(f"would replay {event['event_id']} ({event['type']} of order {event['order_id']})")
+        print(f"dry run: {len(replay.events)} events would be replayed to {settings.events_topic}, "
+              f"{len(replay.skipped)} skipped")
+        return 0
+    sent = dlq.send(settings, replay.events)
+    print(f"replayed {sent} events to {settings.events_topic}, {len(replay.skipped)} skipped")
+    return 0
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1")
+    return value
+
+
+def _at_least(kind: type, minimum: float) -> Callable[[str], float]:
+    """An argparse type: a number of `kind`, at least `minimum` (argparse names `kind` on error)."""
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
+        return value  # type: ignore[no-any-return]
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="orderflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -93,6 +149,29 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", help="publish JSON-lines events to orders.events")
     publish.add_argument("file", nargs="?", default="-", help="a JSON-lines file, or - for stdin")
     publish.set_defaults(handler=_publish)
+
+    gateway = commands.add_parser("gateway", help="a downstream HTTP service that fails on purpose")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8080)
+    gateway.add_argument("--latency-ms", type=_at_least(float, 0), default=0.0)
+    gateway.add_argument("--error-rate", type=_rate, default=0.0, help="share of calls answered 503")
+    gateway.add_argument("--timeout-rate", type=_rate, default=0.0,
+                         help="share of calls applied but answered only after --hang-s")
+    gateway.add_argument("--throttle-rate", type=_rate, default=0.0,
+                         help="share of calls answered 429 with Retry-After")
+    gateway.add_argument("--retry-after-s", type=_at_least(float, 0), default=1.0)
+    gateway.add_argument("--hang-s", type=_at_least(float, 0), default=30.0)
+    gateway.add_argument("--seed", type=int, default=None)
+    gateway.set_defaults(handler=_gateway)
+
+    dlq = commands.add_parser("dlq", help="list or replay dead letters")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("--kind", help="only letters of this reason kind (e.g. effect_failed)")
+    dlq.add_argument("--limit", type=_at_least(int, 1), default=50, help="list: the newest N (default 50)")
+    dlq.add_argument("--event-id", nargs="+", help="replay: these events")
+    dlq.add_argument("--all", action="store_true", help="replay: every replayable letter")
+    dlq.add_argument("--dry-run", action="store_true", help="replay: only show what would be sent")
+    dlq.set_defaults(handler=_dlq)
     return parser
 
 

@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from streams.config import Settings
 from streams.lanes import lane_of
 from streams.publisher import Publisher
-from streams.topics import create_topics
 from tests.conftest import SettingsFactory
 from tests.effects_server import effects_server
 from tests.helpers import consume_all, make_event, values
 from tests.scenario import scenario
 from tests.workers import Worker, wait_for
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[object]:
-    started: list[Worker] = []
-
-    def start(settings: Settings, name: str = "w1", **env: str) -> Worker:
-        create_topics(settings)
-        worker = Worker(settings, tmp_path, name, **env).start()
-        started.append(worker)
-        return worker.wait_ready()
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def order_of(worker: Worker, order_id: str) -> dict | None:

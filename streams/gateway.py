@@ -1,0 +1,195 @@
+"""`orderflow gateway`: a downstream HTTP service (shipments, refunds) that fails on purpose.
+
+It behaves like a real payment API where it matters to orderflow: a request needs an
+`Idempotency-Key`, and a repeated key returns the first successful answer without applying the
+effect again. Around that it injects the failures the processor must survive: latency, 5xx
+(before applying), timeouts (after applying: the caller never hears the answer, retries, and must
+not cause a second application), 429 with `Retry-After`, and faults scripted per order for tests.
+`GET /_stats` reports per-key call and application counts, so a test can prove "applied once".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+EFFECTS = ("shipments", "refunds")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What the gateway does wrong, and how often (rates are probabilities per call)."""
+
+    latency_s: float = 0.0  # added to every answer
+    error_rate: float = 0.0  # 503 before applying
+    timeout_rate: float = 0.0  # apply, then hang for `hang_s` (the caller times out)
+    throttle_rate: float = 0.0  # 429 with Retry-After, before applying
+    retry_after_s: float = 1.0
+    hang_s: float = 30.0
+
+    def check(self) -> Faults:
+        for name in ("error_rate", "timeout_rate", "throttle_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {rate}")
+        for name in ("latency_s", "retry_after_s", "hang_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        return self
+
+    def updated(self, changes: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
+        return replace(self, **{k: float(v) for k, v in changes.items()}).check()
+
+
+@dataclass
+class Scripted:
+    """The next `times` calls for one order answer `status` (e.g. 503, 429, 400), unapplied."""
+
+    status: int
+    times: int
+    retry_after_s: float | None = None
+
+
+class Gateway:
+    """The service's state: applied effects by key, per-key call log, faults."""
+
+    def __init__(self, faults: Faults, seed: int | None = None) -> None:
+        self.faults = faults.check()
+        self.rng = random.Random(seed)
+        self.answers: dict[str, dict[str, Any]] = {}  # Idempotency-Key -> first successful answer
+        self.calls: Counter[str] = Counter()
+        self.call_times: dict[str, list[float]] = {}
+        self.applied: Counter[str] = Counter()  # per key: how often the effect was applied (<= 1)
+        self.statuses: Counter[int] = Counter()
+        self.scripted: dict[str, Scripted] = {}
+        self._ids = itertools.count(1)
+
+    def routes(self) -> web.Application:
+        app = web.Application()
+        app.add_routes([
+            web.post("/shipments", self.effect), web.post("/refunds", self.effect),
+            web.get("/_stats", self.stats), web.post("/_faults", self.set_faults),
+            web.post("/_script", self.script), web.get("/health", self.health),
+        ])
+        return app
+
+    async def effect(self, request: web.Request) -> web.Response:
+        key = request.headers.get("Idempotency-Key", "")
+        if not key:
+            return self._answer(400, {"error": "the Idempotency-Key header is required"})
+        self.calls[key] += 1
+        self.call_times.setdefault(key, []).append(time.time())
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return self._answer(400, {"error": "the body is not JSON"})
+        faults = self.faults
+        if faults.latency_s:
+            await asyncio.sleep(faults.latency_s)
+        if key in self.answers:  # a repeated key: the first answer again, nothing applied
+            return self._answer(200, self.answers[key], replayed=True)
+        problem = _invalid(body)
+        if problem:
+            return self._answer(400, {"error": problem})
+        scripted = self.scripted.get(str(body.get("order_id")))
+        if scripted is not None and scripted.times > 0:
+            scripted.times -= 1
+            return self._answer(scripted.status, {"error": "scripted fault"},
+                                retry_after=scripted.retry_after_s)
+        roll = self.rng.random()
+        if roll < faults.error_rate:
+            return self._answer(503, {"error": "injected failure"})
+        if roll < faults.error_rate + faults.throttle_rate:
+            return self._answer(429, {"error": "slow down"}, retry_after=faults.retry_after_s)
+        effect = request.path.strip("/")
+        answer = {"id": f"{effect[:3]}_{next(self._ids)}", "effect": effect,
+                  "order_id": body["order_id"], "event_id": body.get("event_id"), "status": "done"}
+        self.answers[key] = answer
+        self.applied[key] += 1
+        if roll < faults.error_rate + faults.throttle_rate + faults.timeout_rate:
+            await asyncio.sleep(faults.hang_s)  # applied, but the caller gives up first
+        return self._answer(200, answer)
+
+    def _answer(self, status: int, body: dict[str, Any], replayed: bool = False,
+                retry_after: float | None = None) -> web.Response:
+        self.statuses[status] += 1
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        if retry_after is not None:
+            headers["Retry-After"] = f"{retry_after:g}"
+        return web.json_response(body, status=status, headers=headers)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = {
+            "calls": dict(self.calls), "applied": dict(self.applied),
+            "calls_total": sum(self.calls.values()), "applied_total": sum(self.applied.values()),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "faults": asdict(self.faults),
+        }
+        if request.query.get("times"):
+            body["call_times"] = self.call_times
+        return web.json_response(body)
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        """Change fault settings while running (e.g. heal the gateway: error_rate 0)."""
+        try:
+            self.faults = self.faults.updated(await request.json())
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        log.info("gateway faults now %s", asdict(self.faults))
+        return web.json_response(asdict(self.faults))
+
+    async def script(self, request: web.Request) -> web.Response:
+        """`{"order_id", "status", "times", "retry_after_s"?}`: fail that order's next calls."""
+        try:
+            spec = await request.json()
+            self.scripted[str(spec["order_id"])] = Scripted(
+                int(spec["status"]), int(spec["times"]),
+                None if spec.get("retry_after_s") is None else float(spec["retry_after_s"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            return web.json_response({"error": f"bad script: {exc}"}, status=400)
+        return web.json_response({"ok": True})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+
+def _invalid(body: Any) -> str:
+    """Why a request body is refused (a 400, like a real API's validation), or ''."""
+    if not isinstance(body, dict) or not isinstance(body.get("order_id"), str):
+        return "order_id is required"
+    amount = (body.get("payload") or {}).get("amount")
+    if amount is not None and (not isinstance(amount, int | float) or amount < 0):
+        return f"invalid amount {amount!r}"
+    return ""
+
+
+def serve(host: str, port: int, faults: Faults, seed: int | None = None) -> None:
+    """Run until SIGINT/SIGTERM; one log line at start and at stop."""
+    gateway = Gateway(faults, seed)
+    app = gateway.routes()
+
+    async def started(_app: web.Application) -> None:
+        print(f"gateway listening on http://{host}:{port} with faults {asdict(faults)}", flush=True)
+
+    async def stopped(_app: web.Application) -> None:
+        print(f"gateway stopped after {sum(gateway.calls.values())} calls, "
+              f"{sum(gateway.applied.values())} effects applied", flush=True)
+
+    app.on_startup.append(started)
+    app.on_cleanup.append(stopped)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -1,0 +1,83 @@
+"""The test gateway's promises: idempotent keys, injected and scripted faults, live changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from streams.gateway import Faults, Gateway
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator:
+    clients: list[TestClient] = []
+
+    async def make(faults: Faults, seed: int = 1) -> tuple[TestClient, Gateway]:
+        gateway = Gateway(faults, seed)
+        client = TestClient(TestServer(gateway.routes()))
+        await client.start_server()
+        clients.append(client)
+        return client, gateway
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+def body(order_id: str = "o1", **payload: object) -> dict:
+    return {"order_id": order_id, "event_id": "e1", "payload": payload}
+
+
+async def test_a_repeated_key_returns_the_first_answer_and_applies_once(client_for) -> None:
+    client, _ = await client_for(Faults())
+    first = await client.post("/shipments", json=body(), headers={"Idempotency-Key": "k1"})
+    again = await client.post("/shipments", json=body(), headers={"Idempotency-Key": "k1"})
+    assert first.status == again.status == 200
+    assert await first.json() == await again.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    stats = await (await client.get("/_stats")).json()
+    assert stats["calls"] == {"k1": 2} and stats["applied"] == {"k1": 1}
+
+
+async def test_requests_without_a_key_or_with_a_bad_amount_are_refused_unapplied(client_for) -> None:
+    client, gateway = await client_for(Faults())
+    assert (await client.post("/refunds", json=body())).status == 400
+    bad = await client.post("/refunds", json=body(amount=-1), headers={"Idempotency-Key": "k"})
+    assert bad.status == 400 and "invalid amount" in (await bad.json())["error"]
+    assert not gateway.applied
+
+
+async def test_injected_errors_are_not_applied_and_a_later_call_applies(client_for) -> None:
+    client, gateway = await client_for(Faults(error_rate=1.0))
+    refused = await client.post("/shipments", json=body(), headers={"Idempotency-Key": "k"})
+    assert refused.status == 503 and not gateway.applied
+    healed = await client.post("/_faults", json={"error_rate": 0})
+    assert healed.status == 200 and (await healed.json())["error_rate"] == 0
+    ok = await client.post("/shipments", json=body(), headers={"Idempotency-Key": "k"})
+    assert ok.status == 200 and gateway.applied == {"k": 1}
+
+
+async def test_throttling_sends_retry_after(client_for) -> None:
+    client, _ = await client_for(Faults(throttle_rate=1.0, retry_after_s=2.5))
+    answer = await client.post("/shipments", json=body(), headers={"Idempotency-Key": "k"})
+    assert answer.status == 429 and answer.headers["Retry-After"] == "2.5"
+
+
+async def test_scripted_faults_hit_one_order_a_given_number_of_times(client_for) -> None:
+    client, gateway = await client_for(Faults())
+    await client.post("/_script", json={"order_id": "o1", "status": 503, "times": 2})
+    statuses = [(await client.post("/shipments", json=body("o1"), headers={"Idempotency-Key": "k"})).status
+                for _ in range(3)]
+    other = await client.post("/shipments", json=body("o2"), headers={"Idempotency-Key": "k2"})
+    assert statuses == [503, 503, 200] and other.status == 200
+    assert gateway.applied == {"k": 1, "k2": 1}
+
+
+async def test_bad_fault_settings_are_refused(client_for) -> None:
+    client, _ = await client_for(Faults())
+    assert (await client.post("/_faults", json={"error_rate": 3})).status == 400
+    assert (await client.post("/_faults", json={"colour": 1})).status == 400
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Faults(timeout_rate=-0.1).check()
