@@ -20,15 +20,27 @@ import faust
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
-from streams.app import app, dlq_topic, inputs, lifecycle, orders_table, retry_topic, settings
+from streams.app import (
+    app,
+    clients_table,
+    dlq_topic,
+    inputs,
+    lifecycle,
+    orders_table,
+    retry_topic,
+    settings,
+    stats_table,
+)
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.errors import InvalidEvent
 from streams.lanes import Lanes
 from streams.machine import Limits, next_due
+from streams.metrics import Metrics
 from streams.processor import Policy, Processor
 from streams.retry import Backoff, DueIndex
 from streams.state import OrderStore
+from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +62,21 @@ def _crash(exc: BaseException) -> None:
     app._crash(exc)
 
 
-store = OrderStore(orders_table, settings.events_topic)
+def _lag() -> dict[tuple[str, int], int]:
+    """Per owned input partition: the high watermark minus the committed offset."""
+    consumer = app.consumer
+    lag = {}
+    for tp in app.assignor.assigned_actives():
+        if tp.topic in (settings.events_topic, settings.retry_topic):
+            committed = getattr(consumer, "_committed_offset", {}).get(tp) or 0
+            lag[(tp.topic, tp.partition)] = max(0, consumer.highwater(tp) - committed)
+    return lag
+
+
+store = OrderStore(orders_table, settings.events_topic, clients_table)
+stats = PartitionStats()
+lanes = Lanes(settings.lanes, on_error=_crash)
+metrics = Metrics(stats, lanes.depth, _lag)
 due = DueIndex()
 effects = Effects(settings.effects_url, settings.effect_timeout_s)
 processor = Processor(
@@ -63,8 +89,8 @@ processor = Processor(
     effects=effects,
     backoff=Backoff(settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts),
     due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
+    stats=stats, observe_latency=metrics.observe_latency,
 )
-lanes = Lanes(settings.lanes, on_error=_crash)
 acks = FlushThenAck(lambda: app.producer.flush())
 _last_sweep: dict[int, float] = {}
 
@@ -84,8 +110,10 @@ async def process_orders(stream: Any) -> None:
         try:
             envelope = decode(event.value, event.key, lifecycle.event_types)
         except InvalidEvent as exc:
-            processor.counts["events.invalid"] += 1
             letter = dead_letter(event.value, "invalid_event", str(exc), 1, source)
+            for key in ("events.invalid", "dead_letters", "dead_letters.invalid_event"):
+                stats.count(source.partition, key)
+            stats.dead_letter(letter)
             await dlq_topic.send(key=key_of(letter, event.key), value=encode(letter))
             acks.done(event)
             continue
@@ -107,11 +135,16 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
     sweep: list[str] = []
     if not due.has(partition) or now - _last_sweep.get(partition, 0.0) >= SWEEP_EVERY_S:
         due.reset(partition)
-        for order in store.scan(partition):
+        orders = list(store.scan(partition))
+        for order in orders:
             due.set(partition, order["order_id"], next_due(order, settings.park_timeout_s))
             if order["seen"] and min(order["seen"].values()) <= now - settings.idempotency_retention_s:
                 sweep.append(order["order_id"])
+        stats.rebuild(partition, orders)
         _last_sweep[partition] = now
+    stats.restore(partition, stats_table.get(str(partition)))
+    if partition in stats.dirty:  # written in this partition's context: its changelog partition
+        stats_table[str(partition)] = stats.persisted(partition)
     ready = due.pop_due(partition, now)
     jobs = [(oid, processor.on_due) for oid in ready] + [(oid, processor.on_sweep) for oid in sweep]
     if not jobs:
@@ -142,6 +175,7 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
     for tp in revoked:
         if tp.topic == settings.events_topic:
             due.drop(tp.partition)
+            stats.forget(tp.partition)
 
 
 @app.task

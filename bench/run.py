@@ -62,14 +62,15 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         consumer.close()
 
 
-def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path) -> dict:
+def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path, **extra: str) -> dict:
     logname = re.sub(r"[^A-Za-z0-9]+", "-", name.split(" (")[0]).strip("-")
     group = f"bench-{logname}-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "ORDERFLOW_APP_ID": group,
            "ORDERFLOW_EVENTS_TOPIC": settings.events_topic, "ORDERFLOW_RETRY_TOPIC": settings.retry_topic,
            "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_PARTITIONS": str(settings.partitions),
            "ORDERFLOW_STATE_DIR": str(workdir / group), "ORDERFLOW_COMMIT_INTERVAL_S": "0.5",
-           "ORDERFLOW_SWEEP_INTERVAL_S": "5", "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+           "ORDERFLOW_SWEEP_INTERVAL_S": "5", "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT),
+           **extra}
     port = free_port()
     env["BENCH_WEB_PORT"] = str(port)
     log = (workdir / f"{logname}.log").open("wb")

@@ -69,6 +69,20 @@ orders_table = app.Table(
     partitions=settings.partitions,
 )
 
+# client_id -> the client's order ids, in the orders' partition: the index of /clients/{id}/orders.
+clients_table = app.Table(
+    "client-orders",
+    key_type=str,
+    partitions=settings.partitions,
+)
+
+# Per-partition counters behind /stats, written by each partition's tick (see streams/stats.py).
+stats_table = app.Table(
+    "partition-stats",
+    key_type=str,
+    partitions=settings.partitions,
+)
+
 # The agents, timers and views register themselves on `app` when imported.
 import agents.orders  # noqa: E402, F401
 import streams.views  # noqa: E402, F401

@@ -109,6 +109,40 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _lifecycle(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import drawing
+    from streams.lifecycle import load
+
+    lifecycle = load(args.file or settings.lifecycle_file or None)
+    print(drawing.mermaid(lifecycle) if args.format == "mermaid" else drawing.dot(lifecycle), end="")
+    return 0
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    import uuid
+
+    from streams.simulate import publish, traffic, write_expected
+
+    prefix = args.prefix or f"sim{uuid.uuid4().hex[:6]}-"
+    made = traffic(args.orders, args.clients, args.seed, prefix, duplicate_share=args.duplicates,
+                   swap_share=args.out_of_order)
+    write_expected(made, Path(args.expected))
+    print(f"{args.orders} orders of {args.clients} clients: {len(made.events)} events, {made.duplicates} "
+          f"duplicates, {made.swapped} out-of-order pairs, {len(made.impossible)} impossible events; "
+          f"expected outcomes in {args.expected}", file=sys.stderr)
+    sent = publish(settings, made, args.rate)
+    print(f"published {sent} events to {settings.events_topic}")
+    return 0 if sent == len(made.events) else 1
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import Options, run
+
+    return run(settings, Options(orders=args.orders, clients=args.clients, rate=args.rate,
+                                 error_rate=args.error_rate, web_port=args.web_port,
+                                 workdir=Path(args.workdir), timeout_s=args.timeout, stay=args.stay))
+
+
 def _rate(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -172,6 +206,38 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--all", action="store_true", help="replay: every replayable letter")
     dlq.add_argument("--dry-run", action="store_true", help="replay: only show what would be sent")
     dlq.set_defaults(handler=_dlq)
+
+    lifecycle = commands.add_parser("lifecycle", help="draw the transitions table")
+    lifecycle.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    lifecycle.add_argument("--file", help="a lifecycle JSON file (default: ORDERFLOW_LIFECYCLE or the "
+                                          "contract's lifecycle)")
+    lifecycle.set_defaults(handler=_lifecycle)
+
+    simulate = commands.add_parser("simulate", help="publish realistic order traffic")
+    simulate.add_argument("--orders", type=_at_least(int, 1), default=1000)
+    simulate.add_argument("--clients", type=_at_least(int, 1), default=100)
+    simulate.add_argument("--rate", type=_at_least(float, 0), default=500.0,
+                          help="events per second (0: as fast as possible)")
+    simulate.add_argument("--duplicates", type=_rate, default=0.15, help="share of events sent twice")
+    simulate.add_argument("--out-of-order", type=_rate, default=0.3,
+                          help="share of orders with two neighbouring events swapped")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--prefix", default="", help="order id prefix (default: a fresh run id)")
+    simulate.add_argument("--expected", default="expected.jsonl",
+                          help="where to write each order's expected final status and version")
+    simulate.set_defaults(handler=_simulate)
+
+    demo = commands.add_parser("demo", help="run everything locally and check the outcome")
+    demo.add_argument("--orders", type=_at_least(int, 1), default=500)
+    demo.add_argument("--clients", type=_at_least(int, 1), default=50)
+    demo.add_argument("--rate", type=_at_least(float, 0), default=300.0, help="events per second")
+    demo.add_argument("--error-rate", type=_rate, default=0.1, help="the gateway's share of 503s")
+    demo.add_argument("--web-port", type=int, default=6066, help="first worker's port (second: +1)")
+    demo.add_argument("--workdir", default="./orderflow-demo", help="logs, state and expected outcomes")
+    demo.add_argument("--timeout", type=_at_least(float, 1), default=180.0,
+                      help="seconds to wait for every order to end right")
+    demo.add_argument("--stay", action="store_true", help="keep running after the verdict until Ctrl-C")
+    demo.set_defaults(handler=_demo)
     return parser
 
 

@@ -50,6 +50,10 @@ class Lanes:
         self.start()
         await self._queues[lane_of(order_id, self.size)].put((event, job, done))
 
+    def depth(self) -> int:
+        """Jobs queued and not yet started, over all lanes."""
+        return sum(q.qsize() for q in self._queues)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -41,6 +41,14 @@ def rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(text: str) -> float | None:
+    """Epoch seconds of an RFC 3339 time, or None if it cannot be read."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def new_order(event: Event, now: float) -> Order:
     """An empty record for an order never seen before."""
     stamp = rfc3339(now)

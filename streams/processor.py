@@ -19,6 +19,7 @@ from streams.deadletters import Source, dead_letter
 from streams.effects import Effects, Outcome
 from streams.lifecycle import Lifecycle, Transition
 from streams.retry import Backoff, DueIndex
+from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Store(Protocol):
 
     def get(self, order_id: str) -> m.Order | None: ...
     def put(self, order: m.Order) -> None: ...
+    def add_to_client(self, order: m.Order) -> None: ...
 
 
 @dataclass
@@ -51,8 +53,15 @@ class Processor:
     due: DueIndex
     send_dead_letter: SendDeadLetter
     send_retry_notice: SendRetryNotice
-    counts: Counter[str] = field(default_factory=Counter)
+    stats: PartitionStats = field(default_factory=PartitionStats)
     clock: Callable[[], float] = time.time
+    #: called with seconds from an event's `occurred_at` to its application
+    observe_latency: Callable[[float], None] = field(default=lambda _seconds: None)
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Everything counted by this process, over all partitions."""
+        return self.stats.totals
 
     # -- entry points (each called inside the order's lane) -----------------------------------
 
@@ -63,9 +72,11 @@ class Processor:
         order = stored if stored is not None else m.new_order(event, now)
         order = m.expire_ids(order, now, self.policy.retention_s)
         verdict, row = m.classify(order, event, self.lifecycle, self.policy.limits)
-        self.counts[f"events.{event['type']}.{verdict.value}"] += 1
+        partition = source.partition
+        self.stats.count(partition, "events")
+        self.stats.count(partition, f"events.{event['type']}.{verdict.value}")
         if verdict is m.Verdict.DUPLICATE:
-            self.counts["duplicates"] += 1
+            self.stats.count(partition, "duplicates")
             return
         if verdict is m.Verdict.PARK_FULL:
             await self._dead_letter(event, "park_full",
@@ -76,16 +87,16 @@ class Processor:
             order = await self._reject(order, event, source, now)
         elif verdict is m.Verdict.PARK:
             order = m.park(order, event, now)
-            self.counts["parked"] += 1
+            self.stats.count(partition, "parked")
         else:
             assert row is not None
             order = await self._attempt(order, event, row, 1, source)
         order = await self._drain(order, source)
-        self._save(order, source.partition)
+        self._save(order, source.partition, stored)
 
     async def on_due(self, order_id: str, source: Source) -> None:
         """A tick found this order due: fire its retry, time out its parked events."""
-        order = self.store.get(order_id)
+        order = stored = self.store.get(order_id)
         if order is None:
             return
         now = self.clock()
@@ -93,7 +104,7 @@ class Processor:
         if retry is not None and retry["due_at"] <= now:
             event = retry["event"]
             order = {**order, "retry": None}
-            self.counts["retries.fired"] += 1
+            self.stats.count(source.partition, "retries.fired")
             row = self.lifecycle.step(order["status"], event["type"])
             if row is None:  # cannot happen while the retry holds the order; stay safe
                 order = await self._reject(order, event, source, now)
@@ -106,7 +117,7 @@ class Processor:
             await self._dead_letter(event, "park_timeout",
                                     f"status {order['status']!r} did not accept {event['type']!r} "
                                     f"within {self.policy.park_timeout_s:g}s", 1, source)
-        self._save(order, source.partition)
+        self._save(order, source.partition, stored)
 
     async def on_sweep(self, order_id: str, source: Source) -> None:
         """Drop expired event ids of one order (the idempotency retention sweep)."""
@@ -115,8 +126,8 @@ class Processor:
             return
         swept = m.expire_ids(order, self.clock(), self.policy.retention_s)
         if swept is not order:
-            self.counts["ids.expired"] += len(order["seen"]) - len(swept["seen"])
-            self._save(swept, source.partition)
+            self.stats.count(source.partition, "ids.expired", len(order["seen"]) - len(swept["seen"]))
+            self._save(swept, source.partition, order)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -132,7 +143,7 @@ class Processor:
                 now = self.clock()
                 if result.outcome is Outcome.TRANSIENT and not self.backoff.exhausted(attempts):
                     delay = self.backoff.delay(attempts, result.retry_after_s)
-                    self.counts["retries.scheduled"] += 1
+                    self.stats.count(source.partition, "retries.scheduled")
                     order = m.schedule_retry(order, event, attempts, now + delay, result.message, now)
                     await self.send_retry_notice(order["retry"], source.partition)
                     return order
@@ -144,8 +155,12 @@ class Processor:
                 if not self.policy.release_parked_on_failure:
                     order = await self._dead_letter_parked(order, event, source)
                 return order
-        self.counts["applied"] += 1
-        return m.apply(order, event, row, self.clock(), self.policy.limits)
+        self.stats.count(source.partition, "applied")
+        now = self.clock()
+        occurred = m.parse_time(event["occurred_at"])
+        if occurred is not None:
+            self.observe_latency(max(0.0, now - occurred))
+        return m.apply(order, event, row, now, self.policy.limits)
 
     async def _drain(self, order: m.Order, source: Source) -> m.Order:
         """Apply (or reject) parked events the order can now decide on, in arrival order."""
@@ -162,6 +177,7 @@ class Processor:
     async def _reject(self, order: m.Order, event: dict[str, Any], source: Source,
                       now: float) -> m.Order:
         reason = f"status {order['status']!r} can never take {event['type']!r}"
+        self.stats.count(source.partition, "rejected")
         await self._dead_letter(event, "rejected", reason, 1, source)
         return m.reject(order, event, now, reason, self.policy.limits)
 
@@ -175,13 +191,18 @@ class Processor:
 
     async def _dead_letter(self, event: Any, kind: str, message: str, attempts: int,
                            source: Source) -> None:
-        self.counts["dead_letters"] += 1
-        self.counts[f"dead_letters.{kind}"] += 1
-        await self.send_dead_letter(dead_letter(event, kind, message, attempts, source))
+        self.stats.count(source.partition, "dead_letters")
+        self.stats.count(source.partition, f"dead_letters.{kind}")
+        letter = dead_letter(event, kind, message, attempts, source)
+        self.stats.dead_letter(letter)
+        await self.send_dead_letter(letter)
 
-    def _save(self, order: m.Order, partition: int) -> None:
+    def _save(self, order: m.Order, partition: int, before: m.Order | None) -> None:
         if order["status"] is None and not order["parked"] and order["retry"] is None \
                 and not order["history"]:
             return  # nothing worth keeping (e.g. a lone rejected event of an unknown order)
         self.store.put(order)
+        if before is None:
+            self.store.add_to_client(order)
+        self.stats.changed(partition, before, order)
         self.due.set(partition, order["order_id"], m.next_due(order, self.policy.park_timeout_s))

@@ -1,36 +1,46 @@
 """Table views over HTTP (Faust web), answering from any worker.
 
 An order's partition cannot be computed from its id (order_id is not the partition key, and outside
-producers may use any partitioner), so a worker looks in its own active partitions and otherwise
-asks the other workers, found through Faust's assignor (`app.router.tables_metadata()`).
+producers may use any partitioner), so Faust's key-based `table_route` cannot find it. A worker
+looks in its own active partitions and otherwise asks the other workers, found through Faust's
+assignor (`app.router.tables_metadata()`), with `?local=1` so the question never bounces on.
+`/stats` always gathers every worker's share and sums it per partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from faust.web import Request, Response, View
 
-from streams.app import app
+from streams import drawing
+from streams.app import app, lifecycle, settings
 from streams.machine import view
+from streams.stats import merge
 
 ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 LOCAL = "local"
+DASHBOARD = (Path(__file__).with_name("dashboard.html").read_text()
+             .replace("{{LIFECYCLE_SVG}}", drawing.svg(lifecycle)))
 
 
-def _store() -> Any:
-    from agents.orders import store
+def _agent() -> Any:
+    import agents.orders
 
-    return store
+    return agents.orders
+
+
+def _me() -> str:
+    return str(app.conf.canonical_url).rstrip("/")
 
 
 def _peers() -> list[str]:
-    me = str(app.conf.canonical_url).rstrip("/")
     hosts = {str(h).rstrip("/") for h in app.router.tables_metadata()}
-    return sorted(h for h in hosts if h != me)
+    return sorted(h for h in hosts if h != _me())
 
 
 async def _ask_peers(path: str) -> list[tuple[int, Any]]:
@@ -59,7 +69,7 @@ class OrderView(View):
     async def get(self, request: Request, order_id: str) -> Response:
         if not ID.match(order_id):
             return _bad_id(self, "order id")
-        order = _store().get_active(order_id)
+        order = _agent().store.get_active(order_id)
         if order is not None and order["status"] is not None:
             return self.json(view(order))
         if request.query.get(LOCAL) is None:
@@ -67,6 +77,50 @@ class OrderView(View):
                 if status == 200:
                     return self.json(body)
         return self.json({"error": f"order {order_id} not found"}, status=404)
+
+
+@app.page("/clients/{client_id}/orders/")
+class ClientOrdersView(View):
+    """All orders of a client, from every worker (a client's orders may sit in several partitions
+    when producers used different partitioners)."""
+
+    async def get(self, request: Request, client_id: str) -> Response:
+        if not ID.match(client_id):
+            return _bad_id(self, "client id")
+        orders = {o["order_id"]: view(o) for o in _agent().store.client_orders(client_id)
+                  if o["status"] is not None}
+        if request.query.get(LOCAL) is None:
+            for status, body in await _ask_peers(f"/clients/{client_id}/orders/"):
+                if status == 200:
+                    for order in body["orders"]:
+                        orders.setdefault(order["order_id"], order)
+        ordered = sorted(orders.values(), key=lambda o: (o["created_at"], o["order_id"]))
+        return self.json({"client_id": client_id, "orders": ordered})
+
+
+def _local_share() -> dict[str, Any]:
+    agent = _agent()
+    return {"worker": _me(), "partitions": agent.stats.local(agent.store.active_partitions()),
+            "recent_dead_letters": list(agent.stats.recent_dead_letters)}
+
+
+@app.page("/stats/")
+class StatsView(View):
+    """Totals over the whole cluster: every worker's per-partition share, each partition once."""
+
+    async def get(self, request: Request) -> Response:
+        share = _local_share()
+        if request.query.get(LOCAL) is not None:
+            return self.json(share)
+        shares = [share] + [body for status, body in await _ask_peers("/stats/") if status == 200]
+        return self.json(merge(shares, settings.partitions))
+
+
+@app.page("/metrics/")
+class MetricsView(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(_agent().metrics.text(),
+                          content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @app.page("/health/")
@@ -82,3 +136,9 @@ class ReadyView(View):
         ready = bool(not app.rebalancing and recovery is not None
                      and recovery.completed.is_set() and app.assignor.assigned_actives())
         return self.json({"ready": ready}, status=200 if ready else 503)
+
+
+@app.page("/")
+class DashboardView(View):
+    async def get(self, request: Request) -> Response:
+        return self.html(DASHBOARD.replace("{{WORKER}}", _me()))

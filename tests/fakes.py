@@ -13,12 +13,16 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
+        self.clients: dict[str, list[str]] = {}
 
     def get(self, order_id: str) -> Order | None:
         return self.orders.get(order_id)
 
     def put(self, order: Order) -> None:
         self.orders[order["order_id"]] = order
+
+    def add_to_client(self, order: Order) -> None:
+        self.clients.setdefault(order["client_id"], []).append(order["order_id"])
 
 
 class ScriptedEffects:

@@ -1,0 +1,77 @@
+"""Prometheus metrics (`GET /metrics`), read from the processor's own counters when scraped.
+
+The processor counts once, in `streams.stats.PartitionStats`; this collector turns those counters
+into Prometheus families at scrape time, so there is no second set of counters to keep in step.
+Gauges that only the worker knows (lane queue depth, consumer lag) come from callables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.stats import PartitionStats
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _ProcessorCollector(Collector):
+    def __init__(self, stats: PartitionStats, lane_depth: Callable[[], int],
+                 lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self.stats = stats
+        self.lane_depth = lane_depth
+        self.lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.stats.totals
+        events = CounterMetricFamily("orderflow_events", "Valid events handled, by type and outcome",
+                                     labels=["type", "outcome"])
+        letters = CounterMetricFamily("orderflow_dead_letters", "Dead letters sent, by reason kind",
+                                      labels=["kind"])
+        for key, value in sorted(totals.items()):
+            parts = key.split(".")
+            if parts[0] == "events" and len(parts) == 3:
+                events.add_metric(parts[1:], value)
+            elif parts[0] == "dead_letters" and len(parts) == 2:
+                letters.add_metric(parts[1:], value)
+        yield events
+        yield letters
+        for name, key, doc in (
+            ("orderflow_invalid_events", "events.invalid", "Malformed events sent to the dead letters"),
+            ("orderflow_duplicates", "duplicates", "Events dropped because their id was seen"),
+            ("orderflow_parked", "parked", "Events parked because their order could not take them yet"),
+            ("orderflow_retries_scheduled", "retries.scheduled", "Transient effect failures scheduled"),
+            ("orderflow_retries_fired", "retries.fired", "Scheduled retries that were tried again"),
+            ("orderflow_applied", "applied", "Transitions applied"),
+        ):
+            yield CounterMetricFamily(name, doc, value=totals[key])
+        yield GaugeMetricFamily("orderflow_lane_queue_depth", "Jobs waiting in the order lanes",
+                                value=self.lane_depth())
+        lag = GaugeMetricFamily("orderflow_consumer_lag", "Messages not yet committed, per partition",
+                                labels=["topic", "partition"])
+        for (topic, partition), value in sorted(self.lag().items()):
+            lag.add_metric([topic, str(partition)], value)
+        yield lag
+
+
+class Metrics:
+    """One registry per worker: the processor's counters, a latency histogram, the gauges."""
+
+    def __init__(self, stats: PartitionStats, lane_depth: Callable[[], int],
+                 lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_ProcessorCollector(stats, lane_depth, lag))
+        self.latency = Histogram(
+            "orderflow_processing_latency_seconds",
+            "From an event's occurred_at to its application", buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency.observe(seconds)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
