@@ -226,6 +226,7 @@ def run(settings: Settings, options: Options) -> int:
         say("interrupted; stopping everything")
         return 130
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         cluster.stop()
 
 

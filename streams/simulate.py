@@ -121,14 +121,14 @@ def publish(settings: Settings, made: Traffic, rate: float,
     publisher = Publisher(settings)
     started = time.monotonic()
     total = len(made.events)
-    step = max(1, total // 100)
+    shown = 0.0
     for sent, event in enumerate(made.events, start=1):
         publisher.send(event)
-        if rate > 0:
-            ahead = started + sent / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        if progress is not None and (sent % step == 0 or sent == total):
+        now = time.monotonic()
+        if rate > 0 and (ahead := started + sent / rate - now) > 0:
+            time.sleep(ahead)
+        if progress is not None and (now - shown >= 0.5 or sent == total):
             progress(sent, total, started)
+            shown = now
     report = publisher.flush()
     return report.sent

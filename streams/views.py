@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+from aiohttp import web
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams import drawing
 from streams.app import app, lifecycle, settings
@@ -26,6 +28,30 @@ ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 LOCAL = "local"
 DASHBOARD = (Path(__file__).with_name("dashboard.html").read_text()
              .replace("{{LIFECYCLE_SVG}}", drawing.svg(lifecycle)))
+
+
+def page(path: str) -> Any:
+    """Serve a view at `path` and at `path/`: the contract's paths have no trailing slash, while
+    Faust's own views (and earlier clients) use one."""
+    def register(view: type[View]) -> type[View]:
+        app.page(path + "/")(view)
+        app.page(path, name=f"{view.__name__}-bare")(type(f"{view.__name__}Bare", (view,), {}))
+        return view
+    return register
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown paths (e.g. an id with a slash in it) answer a JSON error like every view, never HTML."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status)
+
+
+app.web.web_app.middlewares.append(json_errors)  # type: ignore[attr-defined]  # aiohttp driver
 
 
 def _agent() -> Any:
@@ -64,7 +90,7 @@ def _bad_id(web: View, what: str) -> Response:
                     status=400)
 
 
-@app.page("/orders/{order_id}/")
+@page("/orders/{order_id}")
 class OrderView(View):
     async def get(self, request: Request, order_id: str) -> Response:
         if not ID.match(order_id):
@@ -79,7 +105,7 @@ class OrderView(View):
         return self.json({"error": f"order {order_id} not found"}, status=404)
 
 
-@app.page("/clients/{client_id}/orders/")
+@page("/clients/{client_id}/orders")
 class ClientOrdersView(View):
     """All orders of a client, from every worker (a client's orders may sit in several partitions
     when producers used different partitioners)."""
@@ -104,7 +130,7 @@ def _local_share() -> dict[str, Any]:
             "recent_dead_letters": list(agent.stats.recent_dead_letters)}
 
 
-@app.page("/stats/")
+@page("/stats")
 class StatsView(View):
     """Totals over the whole cluster: every worker's per-partition share, each partition once."""
 
@@ -116,20 +142,20 @@ class StatsView(View):
         return self.json(merge(shares, settings.partitions))
 
 
-@app.page("/metrics/")
+@page("/metrics")
 class MetricsView(View):
     async def get(self, request: Request) -> Response:
-        return self.bytes(_agent().metrics.text(),
-                          content_type="text/plain; version=0.0.4; charset=utf-8")
+        answer = web.Response(body=_agent().metrics.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return cast(Response, answer)  # Faust's aiohttp driver serves aiohttp responses as they are
 
 
-@app.page("/health/")
+@page("/health")
 class HealthView(View):
     async def get(self, request: Request) -> Response:
         return self.json({"status": "ok"})
 
 
-@app.page("/ready/")
+@page("/ready")
 class ReadyView(View):
     async def get(self, request: Request) -> Response:
         recovery = getattr(app.tables, "recovery", None)

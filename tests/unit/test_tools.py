@@ -1,0 +1,74 @@
+"""The simulator's promises, the lifecycle drawings, and the CLI's handling of bad arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import defaultdict
+
+from streams.drawing import dot, mermaid, svg
+from streams.lifecycle import DEFAULT
+from streams.simulate import read_expected, traffic, write_expected
+from tests.reference import run_model
+from tests.workers import ROOT
+
+
+def test_simulated_traffic_ends_where_an_independent_model_says() -> None:
+    made = traffic(orders=300, clients=20, seed=9, prefix="t")
+    by_order: dict[str, list[dict]] = defaultdict(list)
+    for event in made.events:
+        assert event["client_id"] == made.clients[event["order_id"]]
+        by_order[event["order_id"]].append(event)
+    for order_id, events in by_order.items():
+        model = run_model(events, DEFAULT)
+        assert (model.status, model.version) == made.expected[order_id]
+    assert made.duplicates > 0 and made.swapped > 0 and made.impossible
+    ids = [e["event_id"] for e in made.events]
+    assert len(set(ids)) == len(ids) - made.duplicates
+
+
+def test_the_expected_file_round_trips(tmp_path) -> None:
+    made = traffic(orders=12, clients=3, seed=1)
+    write_expected(made, tmp_path / "expected.jsonl")
+    rows = read_expected(tmp_path / "expected.jsonl")
+    assert {k: (r["status"], r["version"]) for k, r in rows.items()} == made.expected
+
+
+def test_drawings_show_every_transition_and_effect() -> None:
+    text = mermaid(DEFAULT)
+    assert text.startswith("stateDiagram-v2")
+    assert "[*] --> created: created" in text
+    assert "paid --> cancelled: cancelled / POST /refunds" in text
+    assert "delivered --> [*]" in text
+    graph = dot(DEFAULT)
+    assert graph.count("->") == len(DEFAULT.transitions)
+    assert '"accepted" -> "paid" [label="paid / POST /shipments"];' in graph
+    picture = svg(DEFAULT)
+    assert picture.count("<line") == len(DEFAULT.transitions)
+    assert all(f'data-status="{s}"' in picture for s in DEFAULT.statuses)
+
+
+def orderflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_bad_arguments_get_one_line_and_a_non_zero_exit() -> None:
+    for args in (["lifecycle", "--format", "png"], ["simulate", "--orders", "0"],
+                 ["gateway", "--error-rate", "1.5"], ["dlq", "list", "--limit", "-3"],
+                 ["demo", "--rate", "fast"]):
+        result = orderflow(*args)
+        assert result.returncode == 2, args
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, args
+
+
+def test_lifecycle_command_prints_the_users_own_table(tmp_path) -> None:
+    own = tmp_path / "mine.json"
+    own.write_text('{"final": ["done"], "transitions": [{"from": null, "event": "opened", "to": "open"},'
+                   '{"from": "open", "event": "closed", "to": "done"}]}')
+    result = orderflow("lifecycle", "--format", "dot", "--file", str(own))
+    assert result.returncode == 0 and '"open" -> "done" [label="closed"];' in result.stdout
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"transitions": []}')
+    result = orderflow("lifecycle", "--file", str(broken))
+    assert result.returncode == 1 and "no row creates an order" in result.stderr
