@@ -60,7 +60,7 @@ class Settings:
     retry_base_s: float = 1.0
     retry_cap_s: float = 300.0
     retry_max_attempts: int = 8
-    #: ORDERFLOW_LANES: concurrent per-order lanes per partition (1 = strictly sequential).
+    #: ORDERFLOW_LANES: concurrent per-order lanes per worker (1 = strictly sequential).
     lanes: int = 64
     #: ORDERFLOW_HISTORY_LIMIT: newest history entries kept on an order.
     history_limit: int = 50

@@ -1,0 +1,18 @@
+# orderflow: the Faust workers and the `orderflow` command (gateway, simulator, topics, dlq).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    ORDERFLOW_STATE_DIR=/data/state
+WORKDIR /app
+
+# Dependencies first (a layer that survives code changes), then the code.
+COPY pyproject.toml README.md ./
+RUN mkdir -p schemas streams agents && touch schemas/__init__.py streams/__init__.py agents/__init__.py \
+    && pip install . && pip uninstall -y orderflow
+COPY schemas schemas
+COPY streams streams
+COPY agents agents
+RUN pip install --no-deps . && mkdir -p /data
+
+EXPOSE 6066
+CMD ["faust", "-A", "streams.app", "worker", "-l", "info", "--web-port", "6066"]
