@@ -73,7 +73,7 @@ def _lag() -> dict[tuple[str, int], int]:
     return lag
 
 
-store = OrderStore(orders_table, settings.events_topic, clients_table)
+store = OrderStore(orders_table, settings.events_topic, clients_table, settings.order_cache)
 stats = PartitionStats()
 lanes = Lanes(settings.lanes, on_error=_crash)
 metrics = Metrics(stats, lanes.depth, _lag)
@@ -91,7 +91,7 @@ processor = Processor(
     due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
     stats=stats, observe_latency=metrics.observe_latency,
 )
-acks = FlushThenAck(lambda: app.producer.flush())
+acks = FlushThenAck(lambda: app.producer.flush(), before_flush=store.write_dirty)
 _last_sweep: dict[int, float] = {}
 
 
@@ -176,6 +176,7 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
         if tp.topic == settings.events_topic:
             due.drop(tp.partition)
             stats.forget(tp.partition)
+            store.forget([tp.partition])
 
 
 @app.task

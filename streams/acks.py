@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class FlushThenAck:
-    def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02) -> None:
+    """`before_flush` runs right before each flush, in the same step as taking the batch (the
+    order store writes its changed orders there, so they are in the flush that acks their events)."""
+
+    def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02,
+                 before_flush: Callable[[], Any] | None = None) -> None:
         self._flush = flush
+        self._before_flush = before_flush
         self._interval_s = interval_s
         self._pending: list[Any] = []
         self._wake = asyncio.Event()
@@ -35,6 +40,8 @@ class FlushThenAck:
             await asyncio.sleep(self._interval_s)  # gather a batch: one flush for many events
             self._wake.clear()
             batch, self._pending = self._pending, []
+            if self._before_flush is not None:
+                self._before_flush()
             await self._flush()
             for event in batch:
                 event.ack()

@@ -62,6 +62,8 @@ class Settings:
     retry_max_attempts: int = 8
     #: ORDERFLOW_LANES: concurrent per-order lanes per worker (1 = strictly sequential).
     lanes: int = 64
+    #: ORDERFLOW_ORDER_CACHE: orders kept decoded in memory per worker (changed ones until written).
+    order_cache: int = 20_000
     #: ORDERFLOW_HISTORY_LIMIT: newest history entries kept on an order.
     history_limit: int = 50
     #: ORDERFLOW_PARK_LIMIT: parked events kept per order before the next one is dead-lettered.
@@ -103,6 +105,7 @@ class Settings:
             retry_cap_s=_number(e, "ORDERFLOW_RETRY_CAP_S", cls.retry_cap_s, 0.0),
             retry_max_attempts=_number(e, "ORDERFLOW_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts, 1),
             lanes=_number(e, "ORDERFLOW_LANES", cls.lanes, 1),
+            order_cache=_number(e, "ORDERFLOW_ORDER_CACHE", cls.order_cache, 0),
             history_limit=_number(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
             park_limit=_number(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),
             park_timeout_s=_number(e, "ORDERFLOW_PARK_TIMEOUT_S", cls.park_timeout_s, 0.0),

@@ -1,35 +1,92 @@
-"""The order table: one Faust Table (RocksDB via rocksdict, changelogged) keyed by order_id.
+"""The order table: one Faust Table (RocksDB via rocksdict, changelogged) keyed by order_id,
+behind a write-back cache.
 
 The table's key (order_id) is not the partition key (client_id), and outside producers may use any
 partitioner, so nothing here computes a partition from a key: writes go to the partition of the
-event being processed (Faust's current-event context), and reads for views look in the partitions
-this worker actively owns. Those two reads reach into Faust's RocksDB store; they live here only.
+event that changed the order (Faust's current-event context), and reads for views look in the
+partitions this worker actively owns (Faust's RocksDB store internals; they live here only).
+
+Write-back, as Quix Streams does per checkpoint: `put` only updates the cache and marks the order
+dirty; `write_dirty` (called by the ack loop just before its producer flush) writes each dirty order
+once, so an order changed by five events of one batch costs one RocksDB write and one changelog
+record, not five. This is safe because no event is acked before that flush: a crash before it
+loses only changes whose events are redone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from faust.streams import _current_event, current_event
 
 from streams.machine import Order
 
 
 class OrderStore:
-    """Typed access to the order table."""
+    """Typed, cached access to the order table."""
 
-    def __init__(self, table: Any, source_topic: str, clients: Any = None) -> None:
+    def __init__(self, table: Any, source_topic: str, clients: Any = None,
+                 cache_size: int = 20_000) -> None:
         self.table = table
         self.source_topic = source_topic
         self.clients = clients  # client_id -> [order_id, ...]: the index behind /clients/{id}/orders
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[int, Order]] = OrderedDict()  # order_id -> (partition, order)
+        self._dirty: dict[str, tuple[Any, Order]] = {}  # order_id -> (event that changed it, order)
 
     def get(self, order_id: str) -> Order | None:
-        """The order, read while processing an event of its partition."""
+        """The order, read while processing an event of its partition (records are never mutated)."""
+        cached = self._cached(order_id)
+        if cached is not None:
+            if order_id in self._cache:
+                self._cache.move_to_end(order_id)
+            return cached[1]
         value = self.table.get(order_id)
-        return None if value is None else dict(value)
+        if value is None:
+            return None
+        order = dict(value)
+        event = current_event()
+        if event is not None:
+            self._remember(order_id, event.message.partition, order)
+        return order
 
     def put(self, order: Order) -> None:
-        """Write the order: one RocksDB put and one changelog record, in the current event's partition."""
-        self.table[order["order_id"]] = order
+        """Keep the order, to be written with the next flush in the current event's partition."""
+        event = current_event()
+        if event is None:  # no Kafka event (unit tests with the in-memory table): write through
+            self.table[order["order_id"]] = order
+            return
+        self._dirty[order["order_id"]] = (event, order)
+        self._remember(order["order_id"], event.message.partition, order)
+
+    def write_dirty(self) -> int:
+        """Write every changed order once, each in its own event's changelog partition."""
+        dirty, self._dirty = self._dirty, {}
+        token = _current_event.set(None)
+        try:
+            for order_id, (event, order) in dirty.items():
+                _current_event.set(weakref.ref(event))
+                self.table[order_id] = order
+        finally:
+            _current_event.reset(token)
+        return len(dirty)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker lost: drop their cached and unwritten orders (their unacked events
+        are redone by the new owner; writing them now would put stale records in its changelog)."""
+        lost = set(partitions)
+        self._dirty = {k: v for k, v in self._dirty.items() if v[0].message.partition not in lost}
+        for order_id in [k for k, (p, _) in self._cache.items() if p in lost]:
+            del self._cache[order_id]
+
+    def _remember(self, order_id: str, partition: int, order: Order) -> None:
+        self._cache[order_id] = (partition, order)
+        self._cache.move_to_end(order_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)  # a dirty order stays in _dirty until written
 
     def add_to_client(self, order: Order) -> None:
         """Index a new order under its client (same partition as the order: the event's)."""
@@ -44,7 +101,8 @@ class OrderStore:
         orders = []
         for partition in self.active_partitions():
             for order_id in _active_value(self.clients, client_id, [partition]) or []:
-                order = _active_value(self.table, order_id, [partition])
+                cached = self._cached(order_id)
+                order = cached[1] if cached is not None else _active_value(self.table, order_id, [partition])
                 if order is not None:
                     orders.append(dict(order))
         return orders
@@ -59,19 +117,35 @@ class OrderStore:
 
     def get_active(self, order_id: str) -> Order | None:
         """The order if one of this worker's active partitions holds it (never a standby copy)."""
-        value = _active_value(self.table, order_id, self.active_partitions())
+        partitions = self.active_partitions()
+        cached = self._cached(order_id)
+        if cached is not None and cached[0] in partitions:
+            return cached[1]
+        value = _active_value(self.table, order_id, partitions)
         return None if value is None else dict(value)
 
+    def _cached(self, order_id: str) -> tuple[int, Order] | None:
+        dirty = self._dirty.get(order_id)
+        if dirty is not None:
+            return dirty[0].message.partition, dirty[1]
+        return self._cache.get(order_id)
+
     def scan(self, partition: int) -> Iterator[Order]:
-        """Every order held in `partition` (used to rebuild the due index after assignment)."""
+        """Every order held in `partition` (used to rebuild the due index after assignment),
+        orders changed but not yet written included."""
+        unwritten = {k: order for k, (event, order) in self._dirty.items()
+                     if event.message.partition == partition}
+        yield from unwritten.values()
         store = self._store()
         if not hasattr(store, "_dbs"):
             for value in list(self.table.values()):
-                yield dict(value)
+                if value["order_id"] not in unwritten:
+                    yield dict(value)
             return
         db = store._db_for_partition(partition)
-        for _key, raw in store._visible_items(db):
-            yield dict(store._decode_value(raw))
+        for key, raw in store._visible_items(db):
+            if store._decode_key(key) not in unwritten:
+                yield dict(store._decode_value(raw))
 
 
 def _active_value(table: Any, key: str, partitions: list[int]) -> Any:
