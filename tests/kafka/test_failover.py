@@ -61,7 +61,19 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
             return all((o := _order(a, oid)) is not None and (o["status"], o["version"]) == want
                        for oid, want in traffic.expected.items())
 
-        wait_for(all_done, timeout=120, what="every order on the survivor to match the model")
+        try:
+            wait_for(all_done, timeout=120, what="every order on the survivor to match the model")
+        except AssertionError:  # say which orders differ and how, with the survivor's own view
+            wrong = {oid: (want, _order(a, oid)) for oid, want in traffic.expected.items()
+                     if (o := _order(a, oid)) is None or (o["status"], o["version"]) != want}
+            report = "\n".join(
+                f"{oid}: want {want}, got " + ("nothing" if got is None else
+                f"{got['status']} v{got['version']} pending {got['pending']} history "
+                f"{[(h['type'], h['outcome']) for h in got['history']]}")
+                for oid, (want, got) in list(wrong.items())[:10])
+            owned = list(a.get("/stats?local=1")[1].get("partitions", {}))
+            raise AssertionError(f"{len(wrong)} orders differ on the survivor (its partitions: {owned}):"
+                                 f"\n{report}\n--- survivor log:\n{a.log_tail(30)}") from None
         for oid in early:  # parked before the kill, applied after it
             order = wait_for(lambda oid=oid: (o := _order(a, oid)) and o["status"] == "shipped" and o,
                              timeout=60, what=f"parked event of {oid}")
