@@ -62,6 +62,13 @@ def _crash(exc: BaseException) -> None:
     app._crash(exc)
 
 
+def _current(event: Any) -> bool:
+    """False for an event fetched before the last rebalance: Faust redelivers it from the committed
+    offset, so the old copy must neither be processed, nor written, nor acked (as Faust's own
+    stream skips it)."""
+    return bool(event.message.generation_id == app.consumer_generation_id)
+
+
 def _lag() -> dict[tuple[str, int], int]:
     """Per owned input partition: the high watermark minus the committed offset."""
     consumer = app.consumer
@@ -73,9 +80,9 @@ def _lag() -> dict[tuple[str, int], int]:
     return lag
 
 
-store = OrderStore(orders_table, settings.events_topic, clients_table, settings.order_cache)
+store = OrderStore(orders_table, settings.events_topic, clients_table, settings.order_cache, _current)
 stats = PartitionStats()
-lanes = Lanes(settings.lanes, on_error=_crash)
+lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
 metrics = Metrics(stats, lanes.depth, _lag)
 due = DueIndex()
 effects = Effects(settings.effects_url, settings.effect_timeout_s)
@@ -91,7 +98,7 @@ processor = Processor(
     due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
     stats=stats, observe_latency=metrics.observe_latency,
 )
-acks = FlushThenAck(lambda: app.producer.flush(), before_flush=store.write_dirty)
+acks = FlushThenAck(lambda: app.producer.flush(), before_flush=store.write_dirty, is_current=_current)
 _last_sweep: dict[int, float] = {}
 
 

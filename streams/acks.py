@@ -21,8 +21,10 @@ class FlushThenAck:
     order store writes its changed orders there, so they are in the flush that acks their events)."""
 
     def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02,
-                 before_flush: Callable[[], Any] | None = None) -> None:
+                 before_flush: Callable[[], Any] | None = None,
+                 is_current: Callable[[Any], bool] = lambda _event: True) -> None:
         self._flush = flush
+        self._is_current = is_current
         self._before_flush = before_flush
         self._interval_s = interval_s
         self._pending: list[Any] = []
@@ -44,4 +46,5 @@ class FlushThenAck:
                 self._before_flush()
             await self._flush()
             for event in batch:
-                event.ack()
+                if self._is_current(event):  # never ack an event fetched before a rebalance
+                    event.ack()

@@ -32,13 +32,15 @@ class Lanes:
     """`submit(order_id, event, job, done)` runs `job` in the order's lane, then calls `done`."""
 
     def __init__(self, lanes: int, depth: int = 256,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None,
+                 is_current: Callable[[Any], bool] = lambda _event: True) -> None:
         self.size = lanes
         self._queues: list[asyncio.Queue[tuple[Any, Job, Callable[[], None]]]] = [
             asyncio.Queue(maxsize=depth) for _ in range(lanes)
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self._on_error = on_error
+        self._is_current = is_current  # False for an event fetched before the last rebalance
 
     def start(self) -> None:
         if not self._tasks:
@@ -63,6 +65,9 @@ class Lanes:
     async def _run(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]]) -> None:
         while True:
             event, job, done = await queue.get()
+            if event is not None and not self._is_current(event):
+                queue.task_done()  # fetched before a rebalance: Faust redelivers it, never ack it
+                continue
             try:
                 _current_event.set(weakref.ref(event) if event is not None else None)
                 await job()

@@ -29,13 +29,14 @@ class OrderStore:
     """Typed, cached access to the order table."""
 
     def __init__(self, table: Any, source_topic: str, clients: Any = None,
-                 cache_size: int = 20_000) -> None:
+                 cache_size: int = 20_000, is_current: Any = lambda _event: True) -> None:
         self.table = table
         self.source_topic = source_topic
         self.clients = clients  # client_id -> [order_id, ...]: the index behind /clients/{id}/orders
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[int, Order]] = OrderedDict()  # order_id -> (partition, order)
         self._dirty: dict[str, tuple[Any, Order]] = {}  # order_id -> (event that changed it, order)
+        self._is_current = is_current  # False for an event fetched before the last rebalance
 
     def get(self, order_id: str) -> Order | None:
         """The order, read while processing an event of its partition (records are never mutated)."""
@@ -68,6 +69,9 @@ class OrderStore:
         token = _current_event.set(None)
         try:
             for order_id, (event, order) in dirty.items():
+                if not self._is_current(event):
+                    self._cache.pop(order_id, None)  # a change from before a rebalance: redone
+                    continue
                 _current_event.set(weakref.ref(event))
                 self.table[order_id] = order
         finally:

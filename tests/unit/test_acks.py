@@ -31,3 +31,19 @@ async def test_acks_come_after_the_flush_in_one_batch() -> None:
     await asyncio.sleep(0.1)
     runner.cancel()
     assert log == ["flushed", "ack a", "ack b"]
+
+
+async def test_changes_are_written_before_the_flush_and_stale_events_are_never_acked() -> None:
+    log: list[str] = []
+
+    async def flush() -> None:
+        log.append("flushed")
+
+    gate = FlushThenAck(flush, interval_s=0.01, before_flush=lambda: log.append("written"),
+                        is_current=lambda event: event.name != "old")
+    runner = asyncio.create_task(gate.run())
+    for name in ("a", "old", "b"):
+        gate.done(FakeEvent(log, name))
+    await asyncio.sleep(0.1)
+    runner.cancel()
+    assert log == ["written", "flushed", "ack a", "ack b"]

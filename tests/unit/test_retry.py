@@ -36,3 +36,24 @@ def test_due_index_returns_the_earliest_first_and_only_when_due() -> None:
     assert index.pop_due(0, 1000.0) == []
     index.set(7, "unbuilt", 1.0)  # a partition not scanned yet is ignored until its scan
     assert index.pop_due(7, 10.0) == []
+
+
+async def test_a_lane_skips_events_fetched_before_a_rebalance() -> None:
+    import asyncio
+
+    from streams.lanes import Lanes
+
+    class Event:  # what a lane needs of a Faust event: something to point the context at
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    ran: list[str] = []
+    done: list[str] = []
+    lanes = Lanes(2, is_current=lambda event: event.name != "stale")
+    for name in ("fresh", "stale"):
+        async def job(name: str = name) -> None:
+            ran.append(name)
+        await lanes.submit("o1", Event(name), job, lambda name=name: done.append(name))
+    await asyncio.sleep(0.05)
+    await lanes.stop()
+    assert ran == done == ["fresh"]
