@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import faust
+from faust.exceptions import PartitionsMismatch
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
@@ -109,6 +110,15 @@ def _source(event: faust.EventT) -> Source:
 @app.agent(inputs, name="process-orders")
 async def process_orders(stream: Any) -> None:
     """Decode, validate, and hand each event to its order's lane; ticks fire timed work."""
+    try:
+        await _process(stream)
+    except Exception as exc:  # a crashed agent in a live worker would silently do nothing
+        log.exception("the order agent crashed; stopping the worker so it is restarted")
+        _crash(exc)
+        raise
+
+
+async def _process(stream: Any) -> None:
     async for event in stream.noack().events():
         source = _source(event)
         if source.topic == settings.retry_topic:
@@ -151,7 +161,11 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
         _last_sweep[partition] = now
     stats.restore(partition, stats_table.get(str(partition)))
     if partition in stats.dirty:  # written in this partition's context: its changelog partition
-        stats_table[str(partition)] = stats.persisted(partition)
+        try:
+            stats_table[str(partition)] = stats.persisted(partition)
+        except PartitionsMismatch as exc:  # changelog metadata not known yet (just created): next tick
+            stats.dirty.add(partition)
+            log.warning("stats of partition %d not persisted this tick: %s", partition, exc)
     ready = due.pop_due(partition, now)
     jobs = [(oid, processor.on_due) for oid in ready] + [(oid, processor.on_sweep) for oid in sweep]
     if not jobs:

@@ -18,10 +18,11 @@ log = logging.getLogger(__name__)
 
 class FlushThenAck:
     """`before_flush` runs right before each flush, in the same step as taking the batch (the
-    order store writes its changed orders there, so they are in the flush that acks their events)."""
+    order store writes its changed orders there, so they are in the flush that acks their events).
+    When it returns False, nothing of the batch is acked and the batch is tried again later."""
 
     def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02,
-                 before_flush: Callable[[], Any] | None = None,
+                 before_flush: Callable[[], bool] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True) -> None:
         self._flush = flush
         self._is_current = is_current
@@ -42,8 +43,12 @@ class FlushThenAck:
             await asyncio.sleep(self._interval_s)  # gather a batch: one flush for many events
             self._wake.clear()
             batch, self._pending = self._pending, []
-            if self._before_flush is not None:
-                self._before_flush()
+            if self._before_flush is not None and not self._before_flush():
+                log.warning("%d events wait: their changes could not be written yet", len(batch))
+                self._pending = batch + self._pending
+                await asyncio.sleep(0.5)
+                self._wake.set()
+                continue
             await self._flush()
             for event in batch:
                 if self._is_current(event):  # never ack an event fetched before a rebalance

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from faust.exceptions import PartitionsMismatch
 from faust.streams import _current_event, current_event
 
 from streams.machine import Order
@@ -37,6 +38,7 @@ class OrderStore:
         self._cache: OrderedDict[str, tuple[int, Order]] = OrderedDict()  # order_id -> (partition, order)
         self._dirty: dict[str, tuple[Any, Order]] = {}  # order_id -> (event that changed it, order)
         self._is_current = is_current  # False for an event fetched before the last rebalance
+        self._dirty_clients: dict[str, tuple[Any, list[str]]] = {}  # client_id -> (event, order ids)
 
     def get(self, order_id: str) -> Order | None:
         """The order, read while processing an event of its partition (records are never mutated)."""
@@ -63,26 +65,34 @@ class OrderStore:
         self._dirty[order["order_id"]] = (event, order)
         self._remember(order["order_id"], event.message.partition, order)
 
-    def write_dirty(self) -> int:
-        """Write every changed order once, each in its own event's changelog partition."""
+    def write_dirty(self) -> bool:
+        """Write every changed order once, each in its own event's changelog partition.
+
+        False when some could not be written yet (Faust does not know the changelog topic's
+        partitions right after creating it): those stay dirty, and their events must not be acked."""
         dirty, self._dirty = self._dirty, {}
+        clients, self._dirty_clients = self._dirty_clients, {}
         token = _current_event.set(None)
         try:
             for order_id, (event, order) in dirty.items():
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
-                    continue
-                _current_event.set(weakref.ref(event))
-                self.table[order_id] = order
+                elif not _write(self.table, order_id, event, order):
+                    self._dirty.setdefault(order_id, (event, order))  # unless changed since
+            for client_id, (event, ids) in clients.items():
+                if self._is_current(event) and not _write(self.clients, client_id, event, ids):
+                    self._dirty_clients.setdefault(client_id, (event, ids))
         finally:
             _current_event.reset(token)
-        return len(dirty)
+        return not self._dirty and not self._dirty_clients
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions this worker lost: drop their cached and unwritten orders (their unacked events
         are redone by the new owner; writing them now would put stale records in its changelog)."""
         lost = set(partitions)
         self._dirty = {k: v for k, v in self._dirty.items() if v[0].message.partition not in lost}
+        self._dirty_clients = {k: v for k, v in self._dirty_clients.items()
+                               if v[0].message.partition not in lost}
         for order_id in [k for k, (p, _) in self._cache.items() if p in lost]:
             del self._cache[order_id]
 
@@ -93,18 +103,25 @@ class OrderStore:
             self._cache.popitem(last=False)  # a dirty order stays in _dirty until written
 
     def add_to_client(self, order: Order) -> None:
-        """Index a new order under its client (same partition as the order: the event's)."""
-        if self.clients is None:
+        """Index a new order under its client (same partition as the order: the event's); written
+        with the changed orders, before the flush that acks the event."""
+        event = current_event()
+        if self.clients is None or event is None:
             return
-        ids = list(self.clients.get(order["client_id"]) or [])
+        client_id = order["client_id"]
+        pending = self._dirty_clients.get(client_id)
+        ids = list(pending[1] if pending is not None else self.clients.get(client_id) or [])
         if order["order_id"] not in ids:
-            self.clients[order["client_id"]] = [*ids, order["order_id"]]
+            self._dirty_clients[client_id] = (event, [*ids, order["order_id"]])
 
     def client_orders(self, client_id: str) -> list[Order]:
         """The client's orders held in this worker's active partitions."""
         orders = []
+        pending = self._dirty_clients.get(client_id)
         for partition in self.active_partitions():
-            for order_id in _active_value(self.clients, client_id, [partition]) or []:
+            ids = (pending[1] if pending is not None and pending[0].message.partition == partition
+                   else _active_value(self.clients, client_id, [partition]))
+            for order_id in ids or []:
                 cached = self._cached(order_id)
                 order = cached[1] if cached is not None else _active_value(self.table, order_id, [partition])
                 if order is not None:
@@ -164,3 +181,14 @@ def _active_value(table: Any, key: str, partitions: list[int]) -> Any:
         if raw is not None:
             return store._decode_value(raw)
     return None
+
+
+def _write(table: Any, key: str, event: Any, value: Any) -> bool:
+    """`table[key] = value` in `event`'s changelog partition; False while Faust does not know the
+    changelog topic's partitions yet (right after creating it)."""
+    _current_event.set(weakref.ref(event))
+    try:
+        table[key] = value
+    except PartitionsMismatch:
+        return False
+    return True

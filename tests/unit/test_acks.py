@@ -39,7 +39,7 @@ async def test_changes_are_written_before_the_flush_and_stale_events_are_never_a
     async def flush() -> None:
         log.append("flushed")
 
-    gate = FlushThenAck(flush, interval_s=0.01, before_flush=lambda: log.append("written"),
+    gate = FlushThenAck(flush, interval_s=0.01, before_flush=lambda: log.append("written") is None,
                         is_current=lambda event: event.name != "old")
     runner = asyncio.create_task(gate.run())
     for name in ("a", "old", "b"):
@@ -47,3 +47,20 @@ async def test_changes_are_written_before_the_flush_and_stale_events_are_never_a
     await asyncio.sleep(0.1)
     runner.cancel()
     assert log == ["written", "flushed", "ack a", "ack b"]
+
+
+async def test_a_batch_whose_changes_could_not_be_written_is_not_acked_until_they_are() -> None:
+    log: list[str] = []
+    attempts = iter([False, True])
+
+    async def flush() -> None:
+        log.append("flushed")
+
+    gate = FlushThenAck(flush, interval_s=0.01, before_flush=lambda: next(attempts))
+    runner = asyncio.create_task(gate.run())
+    gate.done(FakeEvent(log, "a"))
+    await asyncio.sleep(0.2)
+    assert log == []
+    await asyncio.sleep(0.5)
+    runner.cancel()
+    assert log == ["flushed", "ack a"]
