@@ -207,6 +207,11 @@ async def _flush_then_ack() -> None:
 
 @app.task
 async def _announce() -> None:
+    # aiokafka and Faust's topics log every message sent at DEBUG; even when no handler shows them,
+    # building those records cost about 5% of a worker's CPU in our profile.
+    for name in ("aiokafka", "faust.topics"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
     log.info("orderflow processor started: %d lanes, lifecycle with %d transitions",
              lanes.size, len(lifecycle.transitions))
 
