@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -57,3 +58,29 @@ def test_demo_small_run_is_all_right_and_ctrl_c_stops_everything(
             raise AssertionError(f"a worker still answers on {p} after Ctrl-C")
         except OSError:
             pass
+
+
+def test_simulate_publishes_the_traffic_and_writes_the_expected_outcomes(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    from streams.simulate import read_expected
+    from streams.topics import create_topics
+    from tests.helpers import consume_all
+
+    settings = settings_factory()
+    create_topics(settings)
+    expected = tmp_path / "expected.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--orders", "30", "--clients", "4",
+         "--rate", "0", "--prefix", "sim-", "--expected", str(expected)],
+        cwd=ROOT, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    sent = int(result.stdout.split("published ")[1].split()[0])
+    rows = read_expected(expected)
+    assert len(rows) == 30 and all(r["order_id"].startswith("sim-") for r in rows.values())
+    assert f"{sent}/{sent} events" in result.stderr  # the progress bar reached the end
+    messages = consume_all(settings.bootstrap, settings.events_topic, sent)
+    assert len(messages) == sent
+    for message in messages:  # keyed by client_id, so each client's events stay in order
+        assert message.key().decode() == rows[json.loads(message.value())["order_id"]]["client_id"]
