@@ -19,17 +19,15 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import run_variant  # noqa: E402
+from bench.run import fresh_topics, run_variant  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from streams.publisher import Publisher  # noqa: E402
-from streams.topics import create_topics  # noqa: E402
 from tests.conftest import free_port, free_port_pair  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
 
@@ -60,12 +58,7 @@ def main() -> None:
     port = free_port()
     gateway = start_gateway(port, args.latency_ms, workdir / "gateway.log")
     try:
-        u = uuid.uuid4().hex[:6]
-        settings = Settings.from_env({"KAFKA_BOOTSTRAP": broker.bootstrap, "ORDERFLOW_PARTITIONS": "8",
-                                      "ORDERFLOW_EVENTS_TOPIC": f"bench-events-{u}",
-                                      "ORDERFLOW_RETRY_TOPIC": f"bench-retry-{u}",
-                                      "ORDERFLOW_DLQ_TOPIC": f"bench-dlq-{u}"})
-        create_topics(settings)
+        settings = fresh_topics(broker)
         batch = [make_event(f"o{n}", k, client_id=f"c{n % 1000}") for n in range(args.orders) for k in kinds]
         print(f"publishing {len(batch)} events over {args.orders} orders", file=sys.stderr)
         assert Publisher(settings).publish(batch).ok

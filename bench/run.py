@@ -62,6 +62,17 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         consumer.close()
 
 
+def fresh_topics(broker: LocalKafka) -> Settings:
+    """Settings with topics of their own (8 partitions) on `broker`, created."""
+    u = uuid.uuid4().hex[:6]
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP": broker.bootstrap, "ORDERFLOW_PARTITIONS": "8",
+                                  "ORDERFLOW_EVENTS_TOPIC": f"bench-events-{u}",
+                                  "ORDERFLOW_RETRY_TOPIC": f"bench-retry-{u}",
+                                  "ORDERFLOW_DLQ_TOPIC": f"bench-dlq-{u}"})
+    create_topics(settings)
+    return settings
+
+
 def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path, **extra: str) -> dict:
     logname = re.sub(r"[^A-Za-z0-9]+", "-", name.split(" (")[0]).strip("-")
     group = f"bench-{logname}-{uuid.uuid4().hex[:6]}"
@@ -109,12 +120,7 @@ def main() -> None:
     broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
     broker.start()
     try:
-        u = uuid.uuid4().hex[:6]
-        settings = Settings.from_env({"KAFKA_BOOTSTRAP": broker.bootstrap, "ORDERFLOW_PARTITIONS": "8",
-                                      "ORDERFLOW_EVENTS_TOPIC": f"bench-events-{u}",
-                                      "ORDERFLOW_RETRY_TOPIC": f"bench-retry-{u}",
-                                      "ORDERFLOW_DLQ_TOPIC": f"bench-dlq-{u}"})
-        create_topics(settings)
+        settings = fresh_topics(broker)
         batch = events(args.orders, args.events_per_order)
         print(f"publishing {len(batch)} events over {args.orders} orders", file=sys.stderr)
         report = Publisher(settings).publish(batch)
