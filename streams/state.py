@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from faust.exceptions import PartitionsMismatch
@@ -30,7 +30,8 @@ class OrderStore:
     """Typed, cached access to the order table."""
 
     def __init__(self, table: Any, source_topic: str, clients: Any = None,
-                 cache_size: int = 20_000, is_current: Any = lambda _event: True) -> None:
+                 cache_size: int = 20_000,
+                 is_current: Callable[[Any], bool] = lambda _event: True) -> None:
         self.table = table
         self.source_topic = source_topic
         self.clients = clients  # client_id -> [order_id, ...]: the index behind /clients/{id}/orders
