@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -35,6 +36,7 @@ from streams.app import (
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.errors import InvalidEvent
+from streams.gaps import GapGuard
 from streams.lanes import Lanes
 from streams.machine import Limits, next_due
 from streams.metrics import Metrics
@@ -101,6 +103,7 @@ processor = Processor(
 )
 acks = FlushThenAck(lambda: app.producer.flush(), before_flush=store.write_dirty, is_current=_current)
 _last_sweep: dict[int, float] = {}
+gaps = GapGuard(settings.librdkafka(), settings.app_id)
 
 
 def _source(event: faust.EventT) -> Source:
@@ -120,23 +123,53 @@ async def process_orders(stream: Any) -> None:
 
 async def _process(stream: Any) -> None:
     async for event in stream.noack().events():
+        if not _current(event):
+            continue  # fetched before the last rebalance; redelivered from the committed offset
         source = _source(event)
         if source.topic == settings.retry_topic:
             await _on_internal(event, source)
             continue
-        try:
-            envelope = decode(event.value, event.key, lifecycle.event_types)
-        except InvalidEvent as exc:
-            letter = dead_letter(event.value, "invalid_event", str(exc), 1, source)
-            for key in ("events.invalid", "dead_letters", "dead_letters.invalid_event"):
-                stats.count(source.partition, key)
-            stats.dead_letter(letter)
-            await dlq_topic.send(key=key_of(letter, event.key), value=encode(letter))
-            acks.done(event)
-            continue
-        await lanes.submit(envelope["order_id"], event,
-                           functools.partial(processor.on_event, envelope, source),
-                           functools.partial(acks.done, event))
+        items = [(source, event.key, event.value)]
+        missing = await gaps.missing((source.topic, source.partition), source.offset)
+        if missing:
+            fetched = await gaps.fetch((source.topic, source.partition), missing)
+            log.warning("Faust skipped offsets %d-%d of %s[%d]; %d fetched and processed first",
+                        missing.start, missing.stop - 1, source.topic, source.partition, len(fetched))
+            items = [(Source(source.topic, source.partition, offset), key, value)
+                     for offset, key, value in fetched] + items
+        done = _countdown(len(items), functools.partial(acks.done, event))
+        for item_source, key, value in items:
+            await _submit(event, item_source, key, value, done)
+
+
+def _countdown(n: int, then: Callable[[], None]) -> Callable[[], None]:
+    """A callback that calls `then` on its n-th call: the event is acked when all its jobs are done."""
+    remaining = n
+
+    def one_done() -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0:
+            then()
+    return one_done
+
+
+async def _submit(event: faust.EventT, source: Source, key: bytes | None, value: bytes | None,
+                  done: Callable[[], None]) -> None:
+    """Decode and validate one message; a bad one is a dead letter, a good one goes to its lane
+    (with `event`, the Kafka event it came with, as the context for its table writes)."""
+    try:
+        envelope = decode(value or b"", key, lifecycle.event_types)
+    except InvalidEvent as exc:
+        letter = dead_letter(value or b"", "invalid_event", str(exc), 1, source)
+        for counter in ("events.invalid", "dead_letters", "dead_letters.invalid_event"):
+            stats.count(source.partition, counter)
+        stats.dead_letter(letter)
+        await dlq_topic.send(key=key_of(letter, key), value=encode(letter))
+        done()
+        return
+    await lanes.submit(envelope["order_id"], event,
+                       functools.partial(processor.on_event, envelope, source), done)
 
 
 async def _on_internal(event: faust.EventT, source: Source) -> None:
@@ -171,14 +204,7 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
     if not jobs:
         acks.done(event)
         return
-    remaining = len(jobs)
-
-    def one_done() -> None:
-        nonlocal remaining
-        remaining -= 1
-        if remaining == 0:
-            acks.done(event)
-
+    one_done = _countdown(len(jobs), functools.partial(acks.done, event))
     for order_id, job in jobs:
         await lanes.submit(order_id, event, functools.partial(job, order_id, source), one_done)
 
@@ -193,6 +219,7 @@ async def send_ticks() -> None:
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+    gaps.reset()
     for tp in revoked:
         if tp.topic == settings.events_topic:
             due.drop(tp.partition)

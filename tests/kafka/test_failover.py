@@ -71,9 +71,13 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
                 f"{got['status']} v{got['version']} pending {got['pending']} history "
                 f"{[(h['type'], h['outcome']) for h in got['history']]}")
                 for oid, (want, got) in list(wrong.items())[:10])
-            owned = list(a.get("/stats?local=1")[1].get("partitions", {}))
-            raise AssertionError(f"{len(wrong)} orders differ on the survivor (its partitions: {owned}):"
-                                 f"\n{report}\n--- survivor log:\n{a.log_tail(30)}") from None
+            share = a.get("/stats?local=1")[1].get("partitions", {})
+            counted = {p: v["counts"].get("events", 0) for p, v in share.items()}
+            gauges = [line for line in str(a.get("/metrics")[1]).splitlines()
+                      if line.startswith(("orderflow_consumer_lag{", "orderflow_lane_queue_depth "))]
+            raise AssertionError(f"{len(wrong)} orders differ on the survivor; events it processed per "
+                                 f"partition: {counted}; {gauges}:\n{report}"
+                                 f"\n--- survivor log:\n{a.log_tail(30)}") from None
         for oid in early:  # parked before the kill, applied after it
             order = wait_for(lambda oid=oid: (o := _order(a, oid)) and o["status"] == "shipped" and o,
                              timeout=60, what=f"parked event of {oid}")
