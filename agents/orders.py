@@ -36,7 +36,7 @@ from streams.app import (
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.errors import InvalidEvent
-from streams.gaps import GapGuard
+from streams.gaps import GapGuard, refuse_acks_of_skipped, seek_uncommitted_to_beginning
 from streams.lanes import Lanes
 from streams.machine import Limits, next_due
 from streams.metrics import Metrics
@@ -122,6 +122,9 @@ async def process_orders(stream: Any) -> None:
 
 
 async def _process(stream: Any) -> None:
+    inputs = {settings.events_topic, settings.retry_topic}
+    refuse_acks_of_skipped(app.consumer, inputs)
+    seek_uncommitted_to_beginning(app.consumer, inputs)
     async for event in stream.noack().events():
         if not _current(event):
             continue  # fetched before the last rebalance; redelivered from the committed offset

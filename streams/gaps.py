@@ -1,15 +1,19 @@
-"""Notice messages Faust skipped, and fetch them, so no event is lost.
+"""No event lost around a rebalance: three holes in Faust's (0.15, aiokafka) hand-over, plugged.
 
-Faust (0.15, with aiokafka) can skip a message of a partition right after a rebalance: the stream
-hands over offset 7 after offset 5, and offset 6 never comes (the failover test caught an order that
-never received its `shipped`). Offsets of a plain topic are consecutive, so a forward jump within
-one assignment is visible. The agent then reads the missing offsets with a side consumer (assigned,
-no group, nothing committed) and processes them before the message that revealed the jump, in
-partition order. Seeking Faust's own consumer back is not safe: its fetch loop may move its read
-offset past the seek and drop the refetched messages.
+The failover test (a worker killed mid-stream) caught orders that missed events, or never got any:
 
-A jump can be real (transaction markers and compaction leave holes); then the side consumer finds
-nothing there, and nothing is lost either way.
+1. Faust's stream acks a message it skips (fetched in an older generation, or while its flow was
+   stopped); that offset can be committed and the message is never delivered again:
+   `refuse_acks_of_skipped`.
+2. Faust drops records fetched while its flow is stopped and seeks back to the committed offset to
+   refetch them, but aiokafka seeks only to a committed offset above 0: a partition nobody has
+   committed yet is never refetched: `seek_uncommitted_to_beginning`.
+3. Whatever else skips: offsets of a plain topic are consecutive, so a forward jump is visible.
+   `GapGuard` notices it (after a rebalance, against the committed offset, or the first offset
+   when none is committed), reads the missing offsets with a side consumer (assigned, no group,
+   nothing committed), and the agent processes them before the message that revealed the jump, in
+   partition order. A jump can be real (transaction markers and compaction leave holes); then the
+   side consumer finds nothing there, and nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ class GapGuard:
         last = self._last.get(tp)
         if last is None:
             try:
-                committed = await asyncio.to_thread(self.committed, tp)
+                expected = await asyncio.to_thread(self.first_expected, tp)
             except KafkaException as exc:  # no baseline this time; later jumps are still caught
                 log.warning("could not read the committed offset of %s[%d]: %s", tp[0], tp[1], exc)
-                committed = None
-            last = committed - 1 if committed is not None else None
+            else:
+                last = expected - 1
+                if offset != expected:
+                    log.info("%s[%d]: first message after the rebalance is %d, expected %d",
+                             tp[0], tp[1], offset, expected)
         self._last[tp] = offset
         return range(last + 1, offset) if last is not None and offset > last + 1 else range(0)
 
@@ -59,6 +66,12 @@ class GapGuard:
         self.filled += len(fetched)
         return fetched
 
+    def first_expected(self, tp: TP) -> int:
+        """Where a partition's reading starts after a rebalance: its committed offset, or, with
+        none, its first offset (the app reads from the earliest)."""
+        committed = self.committed(tp)
+        return committed if committed is not None else self.low(tp)
+
     def committed(self, tp: TP, timeout_s: float = 10.0) -> int | None:
         """The group's committed offset of `tp` (None when it has none: Faust starts at the
         earliest message then, and any start is right)."""
@@ -68,6 +81,12 @@ class GapGuard:
         finally:
             reader.close()
         return position.offset if position.offset >= 0 else None
+
+    def low(self, tp: TP, timeout_s: float = 10.0) -> int:
+        """The partition's first offset: where a group without a committed offset starts."""
+        low, _high = self._side_consumer().get_watermark_offsets(TopicPartition(tp[0], tp[1]),
+                                                                 timeout=timeout_s)
+        return int(low)
 
     def _side_consumer(self) -> Consumer:
         if self._consumer is None:
@@ -98,3 +117,55 @@ class GapGuard:
         finally:
             consumer.unassign()
         return fetched
+
+
+def refuse_acks_of_skipped(consumer: Any, topics: set[str]) -> None:
+    """Make `consumer` ignore acks of messages of `topics` its streams never delivered.
+
+    Faust's stream acks a message it skips because it was fetched in an older generation (or while
+    flow was stopped for a rebalance). That offset can then be committed, and Faust seeks to the
+    committed offset when the rebalance ends: the message is never delivered again and its event is
+    lost. Only messages a stream delivered (Faust marks them `tracked`) may be acked; a skipped one
+    stays unacked, so its offset is not committed and it is delivered again.
+    """
+    if getattr(consumer, "_orderflow_refuses_skipped", False):
+        return
+    ack = consumer.ack
+
+    def ack_delivered(message: Any) -> bool:
+        if message.topic in topics and not message.tracked:
+            log.debug("not acking %s[%d]@%d: the stream skipped it", message.topic, message.partition,
+                     message.offset)
+            return False
+        return bool(ack(message))
+
+    consumer.ack = ack_delivered
+    consumer._orderflow_refuses_skipped = True
+
+
+def seek_uncommitted_to_beginning(consumer: Any, topics: set[str]) -> None:
+    """Make Faust's seek-to-committed also seek partitions of `topics` without a committed offset.
+
+    Faust drops records fetched while its flow is stopped (during a rebalance and the recovery
+    after it) and relies on seeking to the committed offset to fetch them again. aiokafka seeks
+    only to a committed offset above 0: a partition nobody has committed yet (a worker killed
+    before its first commit) stays where the dropped fetch left it, and those events are never
+    delivered. Seeking such a partition to its beginning is what `auto_offset_reset="earliest"`
+    promises; the events it re-delivers are dropped as duplicates by their event ids.
+    """
+    if getattr(consumer, "_orderflow_seeks_uncommitted", False):
+        return
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_beginning() -> Any:
+        committed = await seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items() if tp.topic in topics and not offset]
+        if uncommitted:
+            log.info("no committed offset for %s: reading them from the beginning",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(uncommitted)))
+            for tp, offset in (await consumer.earliest_offsets(*uncommitted)).items():
+                await consumer.seek(tp, offset)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_beginning
+    consumer._orderflow_seeks_uncommitted = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import KafkaException
 
 from streams.gaps import TP, GapGuard
 
@@ -10,14 +11,21 @@ EVENTS = ("events", 1)
 
 
 class Guard(GapGuard):
-    """A guard whose group has committed `committed` (or nothing) on every partition."""
+    """A guard whose group has committed `committed` (or nothing) on every partition, whose
+    partitions start at offset `low`."""
 
-    def __init__(self, committed: int | None = None) -> None:
+    def __init__(self, committed: int | None = None, low: int | None = None) -> None:
         super().__init__({}, "group")
         self._committed = committed
+        self._low = low
 
     def committed(self, tp: TP, timeout_s: float = 10.0) -> int | None:
         return self._committed
+
+    def low(self, tp: TP, timeout_s: float = 10.0) -> int:
+        if self._low is None:
+            raise KafkaException("no broker in a unit test")
+        return self._low
 
 
 async def _missing(guard: GapGuard, tp: TP, *offsets: int) -> list[list[int]]:
@@ -42,3 +50,51 @@ async def test_after_a_rebalance_the_committed_offset_is_the_first_expected(
         first: int, skipped: list[int]) -> None:
     guard = Guard(committed=30)
     assert await _missing(guard, EVENTS, first) == [skipped]
+
+
+def test_a_message_the_stream_skipped_is_not_acked() -> None:
+    from types import SimpleNamespace
+
+    from streams.gaps import refuse_acks_of_skipped
+
+    acked: list[int] = []
+    consumer = SimpleNamespace(ack=lambda message: acked.append(message.offset) or True)
+    refuse_acks_of_skipped(consumer, {"events"})
+    refuse_acks_of_skipped(consumer, {"events"})  # twice is once
+    delivered = SimpleNamespace(topic="events", partition=0, offset=1, tracked=True)
+    skipped = SimpleNamespace(topic="events", partition=0, offset=2, tracked=False)
+    other = SimpleNamespace(topic="changelog", partition=0, offset=3, tracked=False)
+    assert [consumer.ack(m) for m in (delivered, skipped, other)] == [True, False, True]
+    assert acked == [1, 3]
+
+
+async def test_with_nothing_committed_the_partitions_first_offset_is_the_first_expected() -> None:
+    guard = Guard(committed=None, low=0)
+    assert await _missing(guard, EVENTS, 3, 4) == [[0, 1, 2], []]
+
+
+async def test_a_partition_nobody_committed_is_read_from_its_beginning() -> None:
+    from types import SimpleNamespace
+
+    from faust.types import TP as FaustTP
+
+    from streams.gaps import seek_uncommitted_to_beginning
+
+    events = [FaustTP("events", p) for p in range(4)]
+    committed = {events[0]: 12, events[1]: None, events[2]: 0, events[3]: 5, FaustTP("changelog", 0): None}
+    sought: list[tuple[FaustTP, int]] = []
+
+    async def seek_to_committed() -> dict:
+        return committed
+
+    async def earliest_offsets(*tps: FaustTP) -> dict:
+        return {tp: 3 for tp in tps}
+
+    async def seek(tp: FaustTP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer = SimpleNamespace(seek_to_committed=seek_to_committed, earliest_offsets=earliest_offsets,
+                               seek=seek)
+    seek_uncommitted_to_beginning(consumer, {"events"})
+    assert await consumer.seek_to_committed() == committed
+    assert sorted(sought) == [(events[1], 3), (events[2], 3)], "only input partitions without a commit"
