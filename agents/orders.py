@@ -10,6 +10,7 @@ worker that takes the partition over carries on with them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -242,8 +243,8 @@ async def _announce() -> None:
     for name in ("aiokafka", "faust.topics"):
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
-    log.info("orderflow processor started: %d lanes, lifecycle with %d transitions",
-             lanes.size, len(lifecycle.transitions))
+    log.info("orderflow processor started: %d lanes, lifecycle with %d transitions, %s event loop",
+             lanes.size, len(lifecycle.transitions), type(asyncio.get_running_loop()).__module__)
 
 
 @app.service

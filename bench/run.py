@@ -73,8 +73,9 @@ def fresh_topics(broker: LocalKafka) -> Settings:
     return settings
 
 
-def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path, **extra: str) -> dict:
-    logname = re.sub(r"[^A-Za-z0-9]+", "-", name.split(" (")[0]).strip("-")
+def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path, loop: str = "aio",
+                **extra: str) -> dict:
+    logname = re.sub(r"[^A-Za-z0-9]+", "-", name.split(" (")[0]).strip("-") + f"-{loop}"
     group = f"bench-{logname}-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "ORDERFLOW_APP_ID": group,
            "ORDERFLOW_EVENTS_TOPIC": settings.events_topic, "ORDERFLOW_RETRY_TOPIC": settings.retry_topic,
@@ -85,7 +86,7 @@ def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Pa
     port = free_port()
     env["BENCH_WEB_PORT"] = str(port)
     log = (workdir / f"{logname}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app, "worker", "-l", "warn",
+    proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app, "-L", loop, "worker", "-l", "warn",
                              "--web-port", str(port), "--web-host", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -125,10 +126,11 @@ def main() -> None:
         print(f"publishing {len(batch)} events over {args.orders} orders", file=sys.stderr)
         report = Publisher(settings).publish(batch)
         assert report.ok, report.problems[:3]
-        results = [run_variant(n, a, settings, len(batch), workdir) for n, a in [
-            ("bare Faust agent (decode only)", "bench.baseline_apps:bare"),
-            ("Faust agent + Table, documented way", "bench.baseline_apps:table"),
-            ("orderflow processor", "streams.app"),
+        results = [run_variant(n, a, settings, len(batch), workdir, loop=loop) for n, a, loop in [
+            ("bare Faust agent (decode only)", "bench.baseline_apps:bare", "aio"),
+            ("Faust agent + Table, documented way", "bench.baseline_apps:table", "aio"),
+            ("orderflow processor (uvloop, its default)", "streams.app", "aio"),
+            ("bare Faust agent on uvloop", "bench.baseline_apps:bare", "uvloop"),
         ]]
     finally:
         broker.stop()
@@ -138,7 +140,7 @@ def main() -> None:
 def write(results: list[dict], args: argparse.Namespace, total: int) -> None:
     import faust
 
-    bare, table, ours = results
+    bare, table, ours, bare_uvloop = results
     lines = [
         f"\n## Processor throughput — {time.strftime('%Y-%m-%d %H:%M')}",
         "",
@@ -152,7 +154,8 @@ def write(results: list[dict], args: argparse.Namespace, total: int) -> None:
           for r in results],
         "",
         f"Ratios: processor / bare agent = {ours['rate'] / bare['rate']:.2f}x; "
-        f"processor / Table way = {ours['rate'] / table['rate']:.2f}x.",
+        f"processor / Table way = {ours['rate'] / table['rate']:.2f}x; "
+        f"processor / bare agent on uvloop = {ours['rate'] / bare_uvloop['rate']:.2f}x.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

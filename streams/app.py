@@ -17,6 +17,15 @@ from streams.lifecycle import load
 settings = Settings.from_env()
 lifecycle = load(settings.lifecycle_file or None)
 
+if os.environ.get("ORDERFLOW_EVENT_LOOP", "uvloop") == "uvloop":
+    # Faust's stream costs several loop cycles per event; uvloop makes each cheaper (bench/RESULTS.md).
+    # Set before the worker creates its loop, so `faust -A streams.app worker` runs on it.
+    import asyncio
+
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
 
 def _credentials(s: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
     if s.security_protocol == "PLAINTEXT":
