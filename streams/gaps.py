@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class GapGuard:
+    """Per partition, the last offset the agent got; `missing` names what was skipped since."""
+
     def __init__(self, conf: dict[str, Any], group_id: str) -> None:
         self._conf = conf
         self._group_id = group_id
@@ -73,8 +75,7 @@ class GapGuard:
         return committed if committed is not None else self.low(tp)
 
     def committed(self, tp: TP, timeout_s: float = 10.0) -> int | None:
-        """The group's committed offset of `tp` (None when it has none: Faust starts at the
-        earliest message then, and any start is right)."""
+        """The group's committed offset of `tp`, None when it has none."""
         reader = Consumer({**self._conf, "group.id": self._group_id, "enable.auto.commit": False})
         try:
             (position,) = reader.committed([TopicPartition(tp[0], tp[1])], timeout=timeout_s)
