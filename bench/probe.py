@@ -16,7 +16,6 @@ import asyncio
 import json
 import resource
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,18 +27,15 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from rocksdict import Rdict  # noqa: E402
 
-from bench.run import events, fresh_topics  # noqa: E402
+from bench.run import published  # noqa: E402
 from schemas.envelope import decode  # noqa: E402
 from streams.deadletters import Source  # noqa: E402
 from streams.effects import Effects  # noqa: E402
 from streams.errors import InvalidEvent  # noqa: E402
 from streams.lifecycle import DEFAULT  # noqa: E402
-from streams.localkafka import LocalKafka  # noqa: E402
 from streams.machine import Limits, Order  # noqa: E402
 from streams.processor import Policy, Processor  # noqa: E402
-from streams.publisher import Publisher  # noqa: E402
 from streams.retry import Backoff, DueIndex  # noqa: E402
-from tests.conftest import free_port_pair  # noqa: E402
 
 
 class BatchStore:
@@ -128,17 +124,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--events-per-order", type=int, default=10)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="orderflow-probe-"))
-    broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
-    broker.start()
-    try:
-        settings = fresh_topics(broker)
-        batch = events(args.orders, args.events_per_order)
-        print(f"publishing {len(batch)} events over {args.orders} orders", file=sys.stderr)
-        assert Publisher(settings).publish(batch).ok
-        result = asyncio.run(run(settings, len(batch), workdir))
-    finally:
-        broker.stop()
+    with published(args, "orderflow-probe-") as (settings, total, workdir):
+        result = asyncio.run(run(settings, total, workdir))
     text = "\n".join([
         f"\n## Probe: the same processor without Faust's per-message machinery — "
         f"{time.strftime('%Y-%m-%d %H:%M')}",

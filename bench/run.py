@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -73,6 +75,23 @@ def fresh_topics(broker: LocalKafka) -> Settings:
     return settings
 
 
+@contextmanager
+def published(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Settings, int, Path]]:
+    """A broker of its own with the benchmark's events published once: (settings, events, workdir)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
+    broker.start()
+    try:
+        settings = fresh_topics(broker)
+        batch = events(args.orders, args.events_per_order)
+        print(f"publishing {len(batch)} events over {args.orders} orders", file=sys.stderr)
+        report = Publisher(settings).publish(batch)
+        assert report.ok, report.problems[:3]
+        yield settings, len(batch), workdir
+    finally:
+        broker.stop()
+
+
 def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path, loop: str = "aio",
                 **extra: str) -> dict:
     logname = re.sub(r"[^A-Za-z0-9]+", "-", name.split(" (")[0]).strip("-") + f"-{loop}"
@@ -117,24 +136,14 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--events-per-order", type=int, default=10)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
-    broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
-    broker.start()
-    try:
-        settings = fresh_topics(broker)
-        batch = events(args.orders, args.events_per_order)
-        print(f"publishing {len(batch)} events over {args.orders} orders", file=sys.stderr)
-        report = Publisher(settings).publish(batch)
-        assert report.ok, report.problems[:3]
-        results = [run_variant(n, a, settings, len(batch), workdir, loop=loop) for n, a, loop in [
+    with published(args, "orderflow-bench-") as (settings, total, workdir):
+        results = [run_variant(n, a, settings, total, workdir, loop=loop) for n, a, loop in [
             ("bare Faust agent (decode only)", "bench.baseline_apps:bare", "aio"),
             ("Faust agent + Table, documented way", "bench.baseline_apps:table", "aio"),
             ("orderflow processor (uvloop, its default)", "streams.app", "aio"),
             ("bare Faust agent on uvloop", "bench.baseline_apps:bare", "uvloop"),
         ]]
-    finally:
-        broker.stop()
-    write(results, args, len(batch))
+    write(results, args, total)
 
 
 def write(results: list[dict], args: argparse.Namespace, total: int) -> None:
