@@ -15,11 +15,13 @@ import functools
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import faust
 from faust.exceptions import PartitionsMismatch
+from faust.streams import _current_event
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
@@ -34,6 +36,7 @@ from streams.app import (
     settings,
     stats_table,
 )
+from streams.batches import batches
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.errors import InvalidEvent
@@ -126,24 +129,29 @@ async def _process(stream: Any) -> None:
     inputs = {settings.events_topic, settings.retry_topic}
     refuse_acks_of_skipped(app.consumer, inputs)
     seek_uncommitted_to_beginning(app.consumer, inputs)
-    async for event in stream.noack().events():
-        if not _current(event):
-            continue  # fetched before the last rebalance; redelivered from the committed offset
-        source = _source(event)
-        if source.topic == settings.retry_topic:
-            await _on_internal(event, source)
-            continue
-        items = [(source, event.key, event.value)]
-        missing = await gaps.missing((source.topic, source.partition), source.offset)
-        if missing:
-            fetched = await gaps.fetch((source.topic, source.partition), missing)
-            log.warning("Faust skipped offsets %d-%d of %s[%d]; %d fetched and processed first",
-                        missing.start, missing.stop - 1, source.topic, source.partition, len(fetched))
-            items = [(Source(source.topic, source.partition, offset), key, value)
-                     for offset, key, value in fetched] + items
-        done = _countdown(len(items), functools.partial(acks.done, event))
-        for item_source, key, value in items:
-            await _submit(event, item_source, key, value, done)
+    async for batch in batches(stream):
+        for event in batch:
+            if _current(event):  # else fetched before a rebalance (during this batch): redelivered
+                _current_event.set(weakref.ref(event))  # the partition of its table writes
+                await _on_event(event)
+
+
+async def _on_event(event: faust.EventT) -> None:
+    source = _source(event)
+    if source.topic == settings.retry_topic:
+        await _on_internal(event, source)
+        return
+    items = [(source, event.key, event.value)]
+    missing = await gaps.missing((source.topic, source.partition), source.offset)
+    if missing:
+        fetched = await gaps.fetch((source.topic, source.partition), missing)
+        log.warning("Faust skipped offsets %d-%d of %s[%d]; %d fetched and processed first",
+                    missing.start, missing.stop - 1, source.topic, source.partition, len(fetched))
+        items = [(Source(source.topic, source.partition, offset), key, value)
+                 for offset, key, value in fetched] + items
+    done = _countdown(len(items), functools.partial(acks.done, event))
+    for item_source, key, value in items:
+        await _submit(event, item_source, key, value, done)
 
 
 def _countdown(n: int, then: Callable[[], None]) -> Callable[[], None]:

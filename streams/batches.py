@@ -1,0 +1,51 @@
+"""An agent's events a batch at a time: Faust's consumer and conductor, without its per-event stream.
+
+Faust's stream iterator hands an agent one event per event-loop turn: it awaits `sleep(0)` before
+each event, calls two sensors and sets the current event, and our profile put that machinery above
+all of our own per-event work (the bare-agent benchmark is mostly that). The conductor has already
+decoded the messages into the stream channel's queue, so `batches` takes every event waiting there
+in one step. What the stream does per event that matters is done here too:
+
+- an event fetched in an older consumer generation, or while Faust's flow is stopped (a rebalance
+  in progress), is dropped unseen: not tracked, never acked, redelivered from the committed offset;
+- every other event is tracked as unacked (so Faust's commit and its graceful shutdown wait for it)
+  and must be acked by the caller (`event.ack()`) when it is really done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+MAX_BATCH = 1000
+
+
+async def batches(stream: Any, max_size: int = MAX_BATCH) -> AsyncIterator[list[faust.EventT]]:
+    """Lists of events, in channel (so partition) order: waits for one, then takes all queued."""
+    app = stream.app
+    queue = stream.channel.queue
+    consumer = app.consumer
+    acks_enabled_for = app.topics.acks_enabled_for
+    while True:
+        try:
+            taken = [await queue.get()]
+            while len(taken) < max_size and not queue.empty():
+                taken.append(queue.get_nowait())
+        except StopAsyncIteration:  # the channel was closed (Faust throws this into its queue)
+            return
+        if not app.flow_control.is_active():
+            continue
+        generation = app.consumer_generation_id
+        batch = []
+        for event in taken:
+            message = event.message
+            if message.generation_id != generation:
+                continue
+            if not message.tracked and acks_enabled_for(message.topic):
+                message.tracked = True
+                consumer.track_message(message)
+            batch.append(event)
+        if batch:
+            yield batch
