@@ -14,7 +14,7 @@ import faust
 
 from streams.config import Settings
 from streams.lifecycle import load
-from streams.transport import Transport
+from streams.transport import RawBytes, Transport
 
 settings = Settings.from_env()
 lifecycle = load(settings.lifecycle_file or None)
@@ -72,10 +72,8 @@ app = App(
 
 # Both inputs are raw bytes: the agent decodes and validates itself, so a bad message becomes a
 # dead letter instead of a crash inside Faust's deserializer.
-inputs = app.topic(
-    settings.events_topic, settings.retry_topic,
-    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-)
+inputs = app.topic(settings.events_topic, settings.retry_topic,
+                   schema=RawBytes(key_type=bytes, value_type=bytes))
 retry_topic = app.topic(settings.retry_topic, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")
 dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,

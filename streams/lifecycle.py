@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from streams.errors import LifecycleError
@@ -78,11 +79,11 @@ class Lifecycle:
             raise LifecycleError(f"cannot read lifecycle {path}: {exc}") from None
         return cls.build(rows, final)
 
-    @property
+    @cached_property  # read for every event (validation)
     def event_types(self) -> frozenset[str]:
         return frozenset(r.event for r in self.transitions)
 
-    @property
+    @cached_property
     def statuses(self) -> frozenset[str]:
         return frozenset(r.target for r in self.transitions)
 

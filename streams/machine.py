@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from streams.lifecycle import Lifecycle, Transition
@@ -37,6 +38,7 @@ class Limits:
     parked: int = 20
 
 
+@lru_cache(maxsize=64)  # one event stamps its history entry and the order with the same time
 def rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
