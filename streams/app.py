@@ -5,6 +5,7 @@ Run workers with `faust -A streams.app worker -l info --web-port 6066`.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import ssl
@@ -27,6 +28,11 @@ if os.environ.get("ORDERFLOW_EVENT_LOOP", "uvloop") == "uvloop":
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+if settings.gc_threshold is not None:
+    # Fewer collections of a large, long-lived heap; set at import, before the worker starts.
+    gc.set_threshold(*settings.gc_threshold)
 
 
 def _credentials(s: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:

@@ -24,11 +24,19 @@ def test_defaults_match_the_contract() -> None:
         ({"ORDERFLOW_PARTITIONS": "0"}, "at least 1"),
         ({"ORDERFLOW_RETRY_BASE_S": "5", "ORDERFLOW_RETRY_CAP_S": "1"}, "CAP_S"),
         ({"ORDERFLOW_ON_TERMINAL_FAILURE": "shrug"}, "release"),
+        ({"ORDERFLOW_GC_THRESHOLD": "50000,20"}, "three positive whole numbers"),
+        ({"ORDERFLOW_GC_THRESHOLD": "0,10,10"}, "three positive whole numbers"),
     ],
 )
 def test_bad_values_are_clear_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(("raw", "threshold"), [
+    ("", (50_000, 20, 100)), ("python", None), ("1000, 10, 10", (1000, 10, 10))])
+def test_the_garbage_collector_thresholds(raw: str, threshold: tuple[int, int, int] | None) -> None:
+    assert Settings.from_env({"ORDERFLOW_GC_THRESHOLD": raw}).gc_threshold == threshold
 
 
 def test_security_settings_reach_the_kafka_clients() -> None:
