@@ -40,7 +40,12 @@ from streams.batches import batches
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.errors import InvalidEvent
-from streams.gaps import GapGuard, refuse_acks_of_skipped, seek_uncommitted_to_beginning
+from streams.gaps import (
+    FilledGap,
+    GapGuard,
+    refuse_acks_of_skipped,
+    seek_uncommitted_to_beginning,
+)
 from streams.lanes import Lanes
 from streams.machine import Limits, next_due
 from streams.metrics import Metrics
@@ -142,6 +147,7 @@ async def _on_event(event: faust.EventT) -> None:
         await _on_internal(event, source)
         return
     items = [(source, event.key, event.value)]
+    acked: Any = event
     missing = await gaps.missing((source.topic, source.partition), source.offset)
     if missing:
         fetched = await gaps.fetch((source.topic, source.partition), missing)
@@ -149,7 +155,8 @@ async def _on_event(event: faust.EventT) -> None:
                     missing.start, missing.stop - 1, source.topic, source.partition, len(fetched))
         items = [(Source(source.topic, source.partition, offset), key, value)
                  for offset, key, value in fetched] + items
-    done = _countdown(len(items), functools.partial(acks.done, event))
+        acked = FilledGap(event, app.consumer, missing)
+    done = _countdown(len(items), functools.partial(acks.done, acked))
     for item_source, key, value in items:
         await _submit(event, item_source, key, value, done)
 

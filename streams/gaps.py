@@ -13,7 +13,9 @@ The failover test (a worker killed mid-stream) caught orders that missed events,
    when none is committed), reads the missing offsets with a side consumer (assigned, no group,
    nothing committed), and the agent processes them before the message that revealed the jump, in
    partition order. A jump can be real (transaction markers and compaction leave holes); then the
-   side consumer finds nothing there, and nothing is lost either way.
+   side consumer finds nothing there, and nothing is lost either way. The filled offsets were
+   never Faust messages, so Faust's commit would wait below them forever: `FilledGap` tells it
+   they are done, once they are.
 """
 
 from __future__ import annotations
@@ -170,3 +172,26 @@ def seek_uncommitted_to_beginning(consumer: Any, topics: set[str]) -> None:
 
     consumer.seek_to_committed = seek_to_committed_or_beginning
     consumer._orderflow_seeks_uncommitted = True
+
+
+class FilledGap:
+    """The event that revealed a gap, standing in for it in the acks: acking it also marks the
+    filled offsets done in Faust's commit bookkeeping (as Faust does for holes it sees itself), so
+    the partition's committed offset moves past them. Acked only after every filled message and
+    the event itself are finished and flushed."""
+
+    def __init__(self, event: Any, consumer: Any, filled: range) -> None:
+        self.event = event
+        self.message = event.message
+        self._consumer = consumer
+        self._filled = filled
+
+    def ack(self) -> bool:
+        tp = self.message.tp
+        committed = self._consumer._committed_offset[tp]  # offsets below it need no marking
+        start = self._filled.start if committed is None else max(self._filled.start, committed)
+        if start < self._filled.stop:
+            gaps = self._consumer._gap[tp]  # Faust's own record of offsets without a message
+            gaps.addi(start, self._filled.stop)
+            gaps.merge_overlaps()
+        return bool(self.event.ack())

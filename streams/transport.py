@@ -12,6 +12,12 @@ same loop delivers). So here, while the flow runs, the conductor's callback is a
 backpressure, as it should); while the flow is stopped, Faust's own `wait_first` is used unchanged.
 The rest of the loop is Faust's (faust-streaming 0.15.3, `faust/transport/consumer.py`).
 
+Commits never pass a message still in flight. Faust's `_new_offset` commits the run of acked
+offsets that starts one past the committed offset even when the message *at* the committed offset
+is still being processed (faust-streaming#606): with lanes finishing events out of order, a worker
+killed then would lose that event. Acks above the first in-flight message of a partition (tracked
+in this consumer generation, not acked yet) now wait for it.
+
 `RawBytes`: Faust's `raw` serializer still runs each key and value through its codec registry
 (several calls and settings lookups per message); the agent decodes and validates bytes itself.
 """
@@ -24,11 +30,16 @@ from typing import Any
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 
 YIELD_EVERY = 100
 
 
 class Consumer(driver.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight_floor: dict[TP, int] = {}  # set for the length of one commit
+
     async def _drain_messages(self, fetcher: Any) -> None:  # the fetcher's background loop
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
@@ -80,6 +91,41 @@ class Consumer(driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+    def _filter_committable_offsets(self, tps: Any) -> dict[TP, int]:
+        self._in_flight_floor = self._first_in_flight()
+        try:
+            return dict(super()._filter_committable_offsets(tps))
+        finally:
+            self._in_flight_floor = {}
+
+    def _first_in_flight(self) -> dict[TP, int]:
+        """Per partition, the lowest offset delivered in this generation and not acked yet."""
+        generation = self.app.consumer_generation_id
+        floor: dict[TP, int] = {}
+        for message in list(self._unacked_messages):
+            if not message.acked and message.generation_id == generation:
+                tp, offset = message.tp, message.offset
+                if offset < floor.get(tp, offset + 1):
+                    floor[tp] = offset
+        return floor
+
+    def _new_offset(self, tp: TP) -> int | None:
+        floor = self._in_flight_floor.get(tp)
+        if floor is None:
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        held = [offset for offset in acked if offset >= floor]  # wait for the message at `floor`
+        if held:
+            acked[:] = [offset for offset in acked if offset < floor]
+        try:
+            new = super()._new_offset(tp) if acked else None
+        finally:
+            if held:
+                acked.extend(held)
+                acked.sort()
+        return None if new is None else min(new, floor)
 
 
 class Transport(driver.Transport):

@@ -48,3 +48,19 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30
 
 def values(messages: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(m.value()) for m in messages]
+
+
+def uncommitted(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
+    """Per partition of `topic`, how many messages lie past the group's committed offset."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        committed = consumer.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=10)
+        lag = {}
+        for position in committed:
+            low, high = consumer.get_watermark_offsets(position, timeout=10)
+            lag[position.partition] = high - (position.offset if position.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()

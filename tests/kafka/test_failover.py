@@ -7,7 +7,7 @@ from pathlib import Path
 from streams.publisher import Publisher
 from streams.topics import create_topics
 from tests.conftest import SettingsFactory
-from tests.helpers import consume_all, make_event, values
+from tests.helpers import consume_all, make_event, uncommitted, values
 from tests.scenario import scenario
 from tests.workers import Worker, wait_for
 
@@ -78,6 +78,10 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
             order = _order(a, oid)
             applied = [h["event_id"] for h in order["history"] if h["outcome"] == "applied"]
             assert len(applied) == len(set(applied)) == order["version"]
+        # and the survivor commits every event: none is left behind its committed offset for good
+        wait_for(lambda: not any(uncommitted(settings.bootstrap, settings.app_id,
+                                             settings.events_topic).values()),
+                 timeout=60, interval=1, what="the survivor to commit every event")
         # pending park timeouts of the killed worker's partitions still fire on the survivor
         # (dead letters are at-least-once: a rejection replayed after the kill may repeat)
         def timed_out() -> set[str]:

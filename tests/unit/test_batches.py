@@ -13,21 +13,15 @@ from streams.batches import batches
 from streams.transport import Consumer
 
 
-class FakeFlow:
-    def __init__(self) -> None:
-        self.active = True
-
-    def is_active(self) -> bool:
-        return self.active
-
-
 def _stream() -> SimpleNamespace:
-    """A Faust-like stream: a channel queue, a consumer that records tracked messages."""
+    """A Faust-like stream: a channel queue under the app's flow control (cleared on resume, as
+    Faust makes it), a consumer that records tracked messages."""
     tracked: list[int] = []
     consumer = SimpleNamespace(track_message=lambda m: tracked.append(m.offset))
-    app = SimpleNamespace(consumer=consumer, consumer_generation_id=2, flow_control=FakeFlow(),
+    flow = FlowControlEvent(initially_suspended=False)
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=2, flow_control=flow,
                           topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
-    queue = ThrowableQueue(flow_control=FlowControlEvent())
+    queue = ThrowableQueue(flow_control=flow, clear_on_resume=True)
     return SimpleNamespace(app=app, channel=SimpleNamespace(queue=queue), tracked=tracked)
 
 
@@ -66,16 +60,29 @@ async def test_events_of_an_older_generation_or_a_stopped_flow_are_dropped_untra
         stream.channel.queue.put_nowait(event)
     it = batches(stream)
     assert _offsets(await anext(it)) == [1]
-    stream.app.flow_control.active = False
+    stream.app.flow_control.suspend()
     stream.channel.queue.put_nowait(_event(3))
     stream.channel.queue.put_nowait(_event(4))
     waiting = asyncio.ensure_future(anext(it))
     await asyncio.sleep(0.01)
     assert not waiting.done(), "events taken while the flow is stopped are not handed out"
-    stream.app.flow_control.active = True
+    stream.app.flow_control.resume()
     stream.channel.queue.put_nowait(_event(5))
     assert _offsets(await asyncio.wait_for(waiting, 1)) == [5]
     assert stream.tracked == [1, 5]
+
+
+async def test_events_queued_before_the_flow_resumes_are_not_cleared_unseen() -> None:
+    """Faust resumes a recovered partition's fetching before it resumes the flow, which clears the
+    channel queues: events fetched in between were lost (faust-streaming#596)."""
+    stream = _stream()
+    it = batches(stream)
+    waiting = asyncio.ensure_future(anext(it))
+    await asyncio.sleep(0)  # the agent is waiting on the queue, as it is during a recovery
+    stream.channel.queue.put_nowait(_event(8))
+    stream.channel.queue.put_nowait(_event(9))
+    stream.app.flow_control.resume()  # what Faust does at the end of the recovery
+    assert _offsets(await asyncio.wait_for(waiting, 1)) == [8, 9]
 
 
 async def test_a_closed_channel_ends_the_batches() -> None:
@@ -91,7 +98,7 @@ class FakeConsumer:
         self.callback = callback
         self._stopped = asyncio.Event()
         self.suspend_flow = asyncio.Event()
-        self.app = SimpleNamespace(flow_control=FakeFlow(),
+        self.app = SimpleNamespace(flow_control=FlowControlEvent(initially_suspended=False),
                                    topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
         self._read_offset: dict[Any, int | None] = {"tp": None}
         self._commit_every = None
@@ -150,7 +157,7 @@ async def test_while_the_flow_is_stopped_a_blocked_delivery_does_not_stop_draini
 
     messages = [SimpleNamespace(offset=0, topic="events"), SimpleNamespace(offset=1, topic="changelog")]
     consumer = FakeConsumer(messages, callback)
-    consumer.app.flow_control.active = False
+    consumer.app.flow_control.suspend()
     consumer.suspend_flow.set()
     await _drain(consumer)
     assert delivered == [1]

@@ -1,0 +1,90 @@
+"""Which offset a worker commits (streams/transport.py, streams/gaps.py): never past an event still
+being processed, and past offsets the gap guard filled once they are done."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+
+from streams.gaps import FilledGap
+from streams.transport import Consumer, Transport
+
+EVENTS = TP("events", 0)
+
+
+class Message:
+    """What the commit reads of a Faust message (weak-referenceable, as Faust's are)."""
+
+    def __init__(self, offset: int, generation_id: int = 0) -> None:
+        self.tp = EVENTS
+        self.topic = EVENTS.topic
+        self.offset = offset
+        self.generation_id = generation_id
+        self.acked = False
+        self.tracked = True
+
+
+@pytest.fixture
+def consumer() -> Consumer:
+    app = faust.App("commits-test", broker="kafka://127.0.0.1:1")
+    app.topics._acking_topics.add(EVENTS.topic)  # acked, as an agent's input once subscribed
+
+    async def ignore(*_: Any) -> None:
+        return None
+
+    consumer = Consumer(Transport(app.conf.broker_consumer, app), callback=ignore,
+                        on_partitions_revoked=ignore, on_partitions_assigned=ignore)
+    consumer._committed_offset[EVENTS] = 10  # the group's committed offset: the next to process
+    return consumer
+
+
+def _deliver(consumer: Consumer, *offsets: int, generation_id: int = 0) -> list[Message]:
+    messages = [Message(offset, generation_id) for offset in offsets]
+    for message in messages:
+        consumer.track_message(message)  # type: ignore[arg-type]
+    return messages
+
+
+def _commit(consumer: Consumer) -> int | None:
+    return consumer._filter_committable_offsets([EVENTS]).get(EVENTS)
+
+
+def test_events_finished_after_one_still_in_flight_are_not_committed_past_it(consumer: Consumer) -> None:
+    slow, *fast = _deliver(consumer, 10, 11, 12, 13)
+    for message in fast:
+        consumer.ack(message)  # type: ignore[arg-type]
+    assert _commit(consumer) is None, "offset 10 is still being processed: a crash must redo it"
+    consumer.ack(slow)  # type: ignore[arg-type]
+    assert _commit(consumer) == 14
+
+
+def test_the_commit_stops_right_below_the_first_event_in_flight(consumer: Consumer) -> None:
+    messages = _deliver(consumer, 10, 11, 12, 13)
+    for message in (messages[0], messages[1], messages[3]):
+        consumer.ack(message)  # type: ignore[arg-type]
+    assert _commit(consumer) == 12
+    consumer._committed_offset[EVENTS] = 12  # what Faust records after committing
+    consumer.ack(messages[2])  # type: ignore[arg-type]
+    assert _commit(consumer) == 14, "the ack held back above the slow event is not forgotten"
+
+
+def test_an_event_of_an_older_generation_does_not_hold_the_commit(consumer: Consumer) -> None:
+    """It is redelivered from the committed offset; its old copy is never acked."""
+    _deliver(consumer, 10, generation_id=-1)
+    for message in _deliver(consumer, 10, 11):
+        consumer.ack(message)  # type: ignore[arg-type]
+    assert _commit(consumer) == 12
+
+
+def test_offsets_the_gap_guard_filled_are_committed_with_the_event_that_revealed_them(
+    consumer: Consumer,
+) -> None:
+    (revealing,) = _deliver(consumer, 15)
+    event = SimpleNamespace(message=revealing, ack=lambda: consumer.ack(revealing))  # type: ignore[arg-type]
+    assert _commit(consumer) is None
+    FilledGap(event, consumer, range(10, 15)).ack()
+    assert _commit(consumer) == 16
