@@ -10,6 +10,9 @@ flow is stopped (a rebalance or a table recovery: the recovery needs the changel
 same loop delivers). So here, while the flow runs, the conductor's callback is awaited directly
 (its flow-control wait returns at once then; a full channel queue or producer buffer waits as
 backpressure, as it should); while the flow is stopped, Faust's own `wait_first` is used unchanged.
+A delivery awaited directly can outlive the start of a rebalance, so the read offset is only
+advanced when the consumer generation did not change meanwhile (else the rebalance's seek back to
+the committed offset would be undone and the loop would skip what it fetches again).
 The rest of the loop is Faust's (faust-streaming 0.15.3, `faust/transport/consumer.py`).
 
 Commits never pass a message still in flight. Faust's `_new_offset` commits the run of acked
@@ -45,7 +48,8 @@ class Consumer(driver.Consumer):
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         suspend_flow = self.suspend_flow
-        flow_control = self.app.flow_control
+        app = self.app
+        flow_control = app.flow_control
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         since_yield = 0
@@ -70,11 +74,16 @@ class Consumer(driver.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    generation = app.consumer_generation_id
                     if flow_control.is_active() and not suspend_flow.is_set():
                         await callback(message)
                     else:
                         await self.wait_first(callback(message), suspend_flow.wait())
-                    read_offset[tp] = offset
+                    if app.consumer_generation_id == generation:
+                        read_offset[tp] = offset
+                    # else a rebalance came while the delivery waited (for the producer buffer to
+                    # ebb, say) and may have sought back already: this stale offset must not make
+                    # the loop skip the messages fetched again from the committed offset.
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -99,6 +99,7 @@ class FakeConsumer:
         self._stopped = asyncio.Event()
         self.suspend_flow = asyncio.Event()
         self.app = SimpleNamespace(flow_control=FlowControlEvent(initially_suspended=False),
+                                   consumer_generation_id=1,
                                    topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
         self._read_offset: dict[Any, int | None] = {"tp": None}
         self._commit_every = None
@@ -162,3 +163,16 @@ async def test_while_the_flow_is_stopped_a_blocked_delivery_does_not_stop_draini
     await _drain(consumer)
     assert delivered == [1]
     assert consumer.waited_first == 2
+
+
+async def test_a_delivery_that_outlives_a_rebalance_does_not_move_the_read_offset() -> None:
+    """The rebalance seeks back to the committed offset (and sets the read offset there); the late
+    delivery's offset must not make the loop skip the messages fetched again from there."""
+    async def callback(message: Any) -> None:
+        await asyncio.sleep(0.01)  # e.g. waiting for the producer buffer to ebb, meanwhile:
+        consumer.app.consumer_generation_id = 2  # a rebalance ...
+        consumer._read_offset["tp"] = 3  # ... that sought back to the committed offset, 3
+
+    consumer = FakeConsumer([SimpleNamespace(offset=7, topic="events")], callback)
+    await _drain(consumer)
+    assert consumer._read_offset["tp"] == 3
