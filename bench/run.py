@@ -127,6 +127,9 @@ def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Pa
     finally:
         proc.terminate()
         proc.wait(60)
+    if measured <= 0 or elapsed <= 0:
+        raise SystemExit(f"{name}: all {total} events were done before the first look; too few to "
+                         "measure, use more --orders")
     return {"name": name, "events": measured, "seconds": elapsed, "rate": measured / elapsed,
             "cpu_us": cpu / measured * 1e6}
 
