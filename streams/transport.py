@@ -101,8 +101,8 @@ class Consumer(driver.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-
     def _filter_committable_offsets(self, tps: Any) -> dict[TP, int]:
+        """Faust's offsets to commit, each capped below its partition's first message in flight."""
         self._in_flight_floor = self._first_in_flight()
         try:
             return dict(super()._filter_committable_offsets(tps))
@@ -121,6 +121,7 @@ class Consumer(driver.Consumer):
         return floor
 
     def _new_offset(self, tp: TP) -> int | None:
+        """Faust's run of acked offsets, with the acks at and above `floor` held back for later."""
         floor = self._in_flight_floor.get(tp)
         if floor is None:
             return super()._new_offset(tp)
