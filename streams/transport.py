@@ -51,7 +51,7 @@ class Consumer(driver.Consumer):
         app = self.app
         flow_control = app.flow_control
         read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
+        acks_enabled_for = app.topics.acks_enabled_for
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
