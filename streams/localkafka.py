@@ -51,6 +51,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("ORDERFLOW_CACHE_DIR", Path.home() / ".cache" / "orderflow"))
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id as Kafka makes them (`Uuid.randomUuid`): URL-safe base64 of 16
+    random bytes, never starting with `-`, which `kafka-storage format -t` would take for an option
+    (one fresh data dir in 64 failed to format before)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class LocalKafka:
     """One local broker: where it listens and where it keeps its data, pid and log."""
@@ -146,7 +156,7 @@ class LocalKafka:
         props = self._write_config()
         classpath = f"{libs}/*"
         if not (self.data_dir / "log" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             fmt = subprocess.run(
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
                  "-t", cluster_id, "-c", str(props)],
