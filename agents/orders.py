@@ -39,6 +39,7 @@ from streams.app import (
 from streams.batches import batches
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
+from streams.engine.supervision import AgentState, stop_worker
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -47,7 +48,7 @@ from streams.gaps import (
     seek_uncommitted_to_beginning,
 )
 from streams.lanes import Lanes
-from streams.machine import Limits, next_due
+from streams.machine import Limits, Order, next_due
 from streams.metrics import Metrics
 from streams.processor import Policy, Processor
 from streams.retry import Backoff, DueIndex
@@ -70,8 +71,14 @@ async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
                            value=json.dumps(notice).encode(), partition=partition)
 
 
+agent_state = AgentState()
+
+
 def _crash(exc: BaseException) -> None:
-    app._crash(exc)
+    """Something a message cannot explain failed (Kafka itself, most likely): stop the worker."""
+    agent_state.running = False
+    agent_state.failure = exc
+    stop_worker(app, exc)
 
 
 def _current(event: Any) -> bool:
@@ -123,11 +130,16 @@ def _source(event: faust.EventT) -> Source:
 async def process_orders(stream: Any) -> None:
     """Decode, validate, and hand each event to its order's lane; ticks fire timed work."""
     try:
+        agent_state.running = True
         await _process(stream)
+    except asyncio.CancelledError:
+        raise
     except Exception as exc:  # a crashed agent in a live worker would silently do nothing
         log.exception("the order agent crashed; stopping the worker so it is restarted")
         _crash(exc)
         raise
+    finally:
+        agent_state.running = False
 
 
 async def _process(stream: Any) -> None:
@@ -180,15 +192,26 @@ async def _submit(event: faust.EventT, source: Source, key: bytes | None, value:
     try:
         envelope = decode(value or b"", key, lifecycle.event_types)
     except InvalidEvent as exc:
-        letter = dead_letter(value or b"", "invalid_event", str(exc), 1, source)
-        for counter in ("events.invalid", "dead_letters", "dead_letters.invalid_event"):
-            stats.count(source.partition, counter)
-        stats.dead_letter(letter)
-        await dlq_topic.send(key=key_of(letter, key), value=encode(letter))
+        await _refuse(value, key, "invalid_event", str(exc), source, "events.invalid")
+        done()
+        return
+    except Exception as exc:  # a decoder bug: this message must not stop the partition
+        log.exception("decoding %s[%d]@%d failed unexpectedly; dead-lettered", *source.as_list())
+        await _refuse(value, key, "processing_error", f"{type(exc).__name__}: {exc}", source)
         done()
         return
     await lanes.submit(envelope["order_id"], event,
-                       functools.partial(processor.on_event, envelope, source), done)
+                       functools.partial(processor.handle_event, envelope, source), done)
+
+
+async def _refuse(value: bytes | None, key: bytes | None, kind: str, message: str, source: Source,
+                  *counters: str) -> None:
+    """A message that is not an event of any order: its letter (by its stable id) and counters."""
+    letter = dead_letter(value or b"", kind, message, 1, source)
+    for counter in (*counters, "dead_letters", f"dead_letters.{kind}"):
+        stats.count(source.partition, counter)
+    stats.dead_letter(letter)
+    await dlq_topic.send(key=key_of(letter, key), value=encode(letter))
 
 
 async def _on_internal(event: faust.EventT, source: Source) -> None:
@@ -204,11 +227,17 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
     sweep: list[str] = []
     if not due.has(partition) or now - _last_sweep.get(partition, 0.0) >= SWEEP_EVERY_S:
         due.reset(partition)
-        orders = list(store.scan(partition))
-        for order in orders:
-            due.set(partition, order["order_id"], next_due(order, settings.park_timeout_s))
-            if order["seen"] and min(order["seen"].values()) <= now - settings.idempotency_retention_s:
-                sweep.append(order["order_id"])
+        orders = []
+        for order in store.scan(partition):
+            try:
+                due.set(partition, order["order_id"], next_due(order, settings.park_timeout_s))
+                if _has_expired_ids(order, now - settings.idempotency_retention_s):
+                    sweep.append(order["order_id"])
+            except Exception:  # one unreadable record must not stop the partition's timed work
+                log.exception("order record %.80r of partition %d is unreadable; skipped",
+                              order, partition)
+                continue
+            orders.append(order)
         stats.rebuild(partition, orders)
         _last_sweep[partition] = now
     stats.restore(partition, stats_table.get(str(partition)))
@@ -219,13 +248,19 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
             stats.dirty.add(partition)
             log.warning("stats of partition %d not persisted this tick: %s", partition, exc)
     ready = due.pop_due(partition, now)
-    jobs = [(oid, processor.on_due) for oid in ready] + [(oid, processor.on_sweep) for oid in sweep]
+    jobs = [(oid, processor.handle_due) for oid in ready] + [(oid, processor.handle_sweep) for oid in sweep]
     if not jobs:
         acks.done(event)
         return
     one_done = _countdown(len(jobs), functools.partial(acks.done, event))
     for order_id, job in jobs:
         await lanes.submit(order_id, event, functools.partial(job, order_id, source), one_done)
+
+
+def _has_expired_ids(order: Order, cutoff: float) -> bool:
+    """True when the order remembers an event id or a sent letter's id from before `cutoff`."""
+    return any(times and min(times.values()) <= cutoff
+               for times in (order["seen"], order.get("letters") or {}))
 
 
 @app.timer(settings.sweep_interval_s)

@@ -1,13 +1,23 @@
-"""The order event envelope: one validate function used everywhere, and a Faust record for Python code.
+"""The order event envelope: one decode and one validate function used everywhere, the one rule for
+ids (ingest and views), and a Faust record for Python code.
 
 `validate` works on the decoded JSON object (a dict), so it is cheap enough to run on every event;
-unknown fields are kept untouched.
+unknown fields are kept untouched. `decode` turns one Kafka message into a valid envelope or an
+`InvalidEvent` with a reason a producer can act on: no message, however hostile, makes it raise
+anything else (a value nested 5,000 deep once raised `RecursionError` and stopped a partition).
+
+Limits enforced at decode (the README lists them): at most `MAX_EVENT_BYTES` bytes, containers
+nested at most `MAX_DEPTH` deep, strings (keys and values) at most `MAX_STRING` characters, numbers
+JSON allows (no NaN or Infinity, no float that overflows), text that is valid UTF-8 (no lone
+surrogates from `\\ud800` escapes, which could not be written back out).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
@@ -20,6 +30,10 @@ SCHEMA_VERSION = 1
 ID_FIELDS = ("event_id", "order_id", "client_id")
 REQUIRED = (*ID_FIELDS, "type", "occurred_at", "schema_version")
 MAX_ID = 128
+MAX_EVENT_BYTES = 1_000_000
+MAX_DEPTH = 32
+MAX_STRING = 65_536
+ID_RULE = f"1 to {MAX_ID} characters, none of them a control character"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
@@ -32,6 +46,19 @@ def is_rfc3339(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def id_problem(value: object) -> str | None:
+    """Why `value` is not a valid id (the rule for event, order and client ids, at ingest and in the
+    views' paths alike), or None when it is one. Any printable text is allowed, `/` and spaces
+    included (the views take them URL-encoded); control characters are not."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not 1 <= len(value) <= MAX_ID:
+        return f"must be 1 to {MAX_ID} characters, not {len(value)}"
+    if not value.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        return "must not contain control characters"
+    return None
 
 
 def validate(
@@ -48,11 +75,9 @@ def validate(
         if name not in event:
             raise InvalidEvent(f"field `{name}` is missing")
     for name in ID_FIELDS:
-        value = event[name]
-        if not isinstance(value, str):
-            raise InvalidEvent(f"field `{name}` must be a string")
-        if not 1 <= len(value) <= MAX_ID:
-            raise InvalidEvent(f"field `{name}` must be 1 to {MAX_ID} characters, not {len(value)}")
+        problem = id_problem(event[name])
+        if problem is not None:
+            raise InvalidEvent(f"field `{name}` {problem}")
     kind = event["type"]
     if not isinstance(kind, str) or not kind:
         raise InvalidEvent("field `type` must be a non-empty string")
@@ -71,13 +96,75 @@ def validate(
     return event
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise _NotJson(f"the number {text[:40]} is too large for a 64-bit float")
+    return number
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """`raw` as JSON, strictly (no NaN or Infinity) and within the limits; InvalidEvent otherwise.
+
+    The limits cost two C-speed scans of the bytes on a typical event: only a message with more
+    brackets than `MAX_DEPTH`, longer than `MAX_STRING`, or with `\\u` escapes is walked."""
+    size = len(raw)
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"the message is {size:,} bytes; at most {MAX_EVENT_BYTES:,} are accepted")
+    data = raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw
+    try:
+        value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels") from None
+    except _NotJson as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH or size > MAX_STRING or b"\\u" in data:
+        _check_shape(value)
+    return value
+
+
+def _check_shape(value: Any) -> None:
+    """Depth, string lengths and UTF-8 of a parsed value, without recursion (a deep value must not
+    overflow the stack of the check meant to refuse it)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise InvalidEvent(f"values are nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    _check_text(key)
+                    stack.append((inner, depth + 1))
+            else:
+                stack.extend((inner, depth + 1) for inner in item)
+
+
+def _check_text(text: str) -> None:
+    if len(text) > MAX_STRING:
+        raise InvalidEvent(f"a string of {len(text):,} characters; at most {MAX_STRING:,} are accepted")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent("a string holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
+
+
 def decode(raw: bytes | str, key: bytes | str | None = None,
            event_types: Collection[str] | None = None) -> dict[str, Any]:
     """Decode one Kafka message (UTF-8 JSON) and validate it against its key."""
-    try:
-        event = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    event = parse_json(raw)
     if isinstance(key, bytes):
         try:
             key = key.decode()

@@ -87,11 +87,14 @@ def _gateway(args: argparse.Namespace, _settings: Settings) -> int:
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from streams import dlq
 
-    letters = dlq.read_letters(settings, lambda n: print(f"  … {n} dead letters read", file=sys.stderr))
+    read = dlq.read_letters(settings, lambda n: print(f"  … {n} dead letters read", file=sys.stderr))
+    letters = dlq.unique(read)
     if args.action == "list":
         chosen = [x for x in letters if args.kind is None or x.kind == args.kind][-args.limit:]
         print(dlq.table(chosen))
-        print(f"{len(chosen)} shown of {len(letters)} dead letters on {settings.dlq_topic}")
+        repeats = f" ({len(read) - len(letters)} repeated records of the same failures not counted)" \
+            if len(read) > len(letters) else ""
+        print(f"{len(chosen)} shown of {len(letters)} dead letters on {settings.dlq_topic}{repeats}")
         return 0
     if not args.all and not args.event_id:
         raise OrderflowError("dlq replay: name the letters with --event-id ID ... or --all")

@@ -29,6 +29,11 @@ class Letter:
     body: dict[str, Any]
 
     @property
+    def id(self) -> str:
+        """The failure's stable id (letters from before ids existed: their place on the topic)."""
+        return str(self.body.get("id") or f"{self.partition}:{self.offset}")
+
+    @property
     def kind(self) -> str:
         return str(self.body.get("reason", {}).get("kind", "?"))
 
@@ -79,6 +84,15 @@ def read_letters(settings: Settings, progress: Callable[[int], None] | None = No
                                                letter.partition, letter.offset))
 
 
+def unique(letters: Iterable[Letter]) -> list[Letter]:
+    """One letter per failure: a failure redone after a crash may be on the topic twice, with the
+    same id; the first copy stands for it."""
+    firsts: dict[str, Letter] = {}
+    for letter in letters:
+        firsts.setdefault(letter.id, letter)
+    return list(firsts.values())
+
+
 def _parse(raw: bytes | None) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"")
@@ -92,12 +106,12 @@ def _parse(raw: bytes | None) -> dict[str, Any]:
 
 def table(letters: Iterable[Letter], width: int = 60) -> str:
     """The letters as an aligned text table, one row each."""
-    rows = [("FAILED AT", "P:OFFSET", "KIND", "ATTEMPTS", "EVENT ID", "ORDER", "TYPE", "MESSAGE")]
+    rows = [("FAILED AT", "ID", "P:OFFSET", "KIND", "ATTEMPTS", "EVENT ID", "ORDER", "TYPE", "MESSAGE")]
     for letter in letters:
         event = letter.event if isinstance(letter.event, dict) else {}
         message = str(letter.body.get("reason", {}).get("message", "")).replace("\n", " ")
-        rows.append((str(letter.body.get("failed_at", "")), f"{letter.partition}:{letter.offset}",
-                     letter.kind, str(letter.body.get("attempts", "")), letter.event_id or "-",
+        rows.append((str(letter.body.get("failed_at", "")), letter.id[:12],
+                     f"{letter.partition}:{letter.offset}", letter.kind, str(letter.body.get("attempts", "")), letter.event_id or "-",
                      str(event.get("order_id", "-")), str(event.get("type", "-")),
                      message if len(message) <= width else message[: width - 1] + "…"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

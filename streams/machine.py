@@ -5,7 +5,10 @@ event ids it has seen change together: a crash can never apply an event twice or
 
     {"order_id", "client_id", "status", "version", "history": [...], "parked": [...],
      "retry": {...} | None, "seen": {event_id: first_seen_epoch}, "failure": {...} | None,
-     "created_at", "updated_at"}
+     "letters": {dead_letter_id: sent_epoch}, "created_at", "updated_at"}
+
+`letters` holds the ids of the dead letters the order sent (kept as long as event ids), so a crash
+that redoes an event finds its failure's letter already sent and does not send a second one.
 
 `status` is None while an order only has parked events (it was never created).
 """
@@ -57,7 +60,7 @@ def new_order(event: Event, now: float) -> Order:
     return {
         "order_id": event["order_id"], "client_id": event["client_id"], "status": None,
         "version": 0, "history": [], "parked": [], "retry": None, "seen": {}, "failure": None,
-        "created_at": stamp, "updated_at": stamp,
+        "letters": {}, "created_at": stamp, "updated_at": stamp,
     }
 
 
@@ -109,10 +112,11 @@ def apply(order: Order, event: Event, row: Transition, now: float, limits: Limit
     return result
 
 
-def park(order: Order, event: Event, now: float) -> Order:
-    """Keep an early event on the order, in arrival order; its id is reserved meanwhile."""
+def park(order: Order, event: Event, now: float, source: list[Any] | None = None) -> Order:
+    """Keep an early event on the order, in arrival order; its id is reserved meanwhile. `source`
+    is where it came in (topic, partition, offset), for its dead letter's id should it fail."""
     result = seen(order, event, now)
-    result["parked"] = [*order["parked"], {"event": event, "parked_at": now}]
+    result["parked"] = [*order["parked"], {"event": event, "parked_at": now, "source": source}]
     result["updated_at"] = rfc3339(now)
     return result
 
@@ -141,18 +145,19 @@ def expire(order: Order, event: Event, now: float, limits: Limits) -> Order:
 
 
 def schedule_retry(order: Order, event: Event, attempts: int, due_at: float, reason: str,
-                   now: float) -> Order:
+                   now: float, source: list[Any] | None = None) -> Order:
     """Hold `event` for a retry at `due_at`; later events of this order park behind it."""
     result = seen(order, event, now)
     result["retry"] = {"event": event, "attempts": attempts, "due_at": due_at,
-                       "due": rfc3339(due_at), "reason": reason}
+                       "due": rfc3339(due_at), "reason": reason, "source": source}
     result["updated_at"] = rfc3339(now)
     return result
 
 
-def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, Event, Verdict] | None:
-    """The first parked event (arrival order) the order can now take or can never take, removed
-    from the park; None when every parked event must go on waiting (or a retry is pending)."""
+def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, dict[str, Any], Verdict] | None:
+    """The first parked entry (arrival order: {"event", "parked_at", "source"}) whose event the
+    order can now take or can never take, removed from the park; None when every parked event must
+    go on waiting (or a retry is pending)."""
     if order["retry"] is not None:
         return None
     for index, entry in enumerate(order["parked"]):
@@ -164,28 +169,44 @@ def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, Event, Verdi
         else:
             continue
         rest = order["parked"][:index] + order["parked"][index + 1:]
-        return {**order, "parked": rest}, event, verdict
+        return {**order, "parked": rest}, entry, verdict
     return None
 
 
-def expire_parked(order: Order, now: float, timeout_s: float) -> tuple[Order, list[Event]]:
-    """Remove parked events older than the timeout; return them for the dead letters."""
+def expire_parked(order: Order, now: float,
+                  timeout_s: float) -> tuple[Order, list[dict[str, Any]]]:
+    """Remove parked entries older than the timeout; return them for the dead letters."""
     keep: list[dict[str, Any]] = []
     expired: list[dict[str, Any]] = []
     for entry in order["parked"]:
         (expired if now - entry["parked_at"] >= timeout_s else keep).append(entry)
     if not expired:
         return order, []
-    return {**order, "parked": keep}, [e["event"] for e in expired]
+    return {**order, "parked": keep}, expired
+
+
+def letter_sent(order: Order, letter_id: str) -> bool:
+    """True when the order already sent the dead letter with this id (a redo after a crash)."""
+    return letter_id in order.get("letters", ())
+
+
+def record_letter(order: Order, letter_id: str, now: float) -> Order:
+    """Remember that the order sent this dead letter, in the same record as the failure."""
+    return {**order, "letters": {**order.get("letters", {}), letter_id: now}}
 
 
 def expire_ids(order: Order, now: float, retention_s: float) -> Order:
-    """Drop event ids older than the retention, except those of events still held by the order."""
+    """Drop event ids (and sent letters' ids) older than the retention, except the ids of events
+    still held by the order."""
     held = {e["event"]["event_id"] for e in order["parked"]}
     if order["retry"] is not None:
         held.add(order["retry"]["event"]["event_id"])
     ids = {k: t for k, t in order["seen"].items() if now - t < retention_s or k in held}
-    return order if len(ids) == len(order["seen"]) else {**order, "seen": ids}
+    letters = order.get("letters", {})
+    kept = {k: t for k, t in letters.items() if now - t < retention_s}
+    if len(ids) == len(order["seen"]) and len(kept) == len(letters):
+        return order
+    return {**order, "seen": ids, "letters": kept}
 
 
 def next_due(order: Order, park_timeout_s: float) -> float | None:

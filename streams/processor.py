@@ -64,6 +64,29 @@ class Processor:
         return self.stats.totals
 
     # -- entry points (each called inside the order's lane) -----------------------------------
+    # `handle_*` isolate one message: anything unexpected ends as a `processing_error` letter and
+    # the lane goes on. Only a failure to send that letter (Kafka itself failing) escapes.
+
+    async def handle_event(self, event: dict[str, Any], source: Source) -> None:
+        try:
+            await self.on_event(event, source)
+        except Exception as exc:
+            log.exception("event %s of order %s failed unexpectedly; dead-lettered",
+                          event.get("event_id"), event.get("order_id"))
+            await self.on_processing_error(event, source, exc)
+
+    async def handle_due(self, order_id: str, source: Source) -> None:
+        try:
+            await self.on_due(order_id, source)
+        except Exception as exc:
+            log.exception("timed work of order %s failed unexpectedly", order_id)
+            await self._on_timed_error(order_id, source, exc)
+
+    async def handle_sweep(self, order_id: str, source: Source) -> None:
+        try:
+            await self.on_sweep(order_id, source)
+        except Exception:  # nothing is lost: the ids stay until the next sweep
+            log.exception("sweeping the expired ids of order %s failed", order_id)
 
     async def on_event(self, event: dict[str, Any], source: Source) -> None:
         """A new event from orders.events."""
@@ -79,14 +102,16 @@ class Processor:
             self.stats.count(partition, "duplicates")
             return
         if verdict is m.Verdict.PARK_FULL:
-            await self._dead_letter(event, "park_full",
-                                    f"order {event['order_id']} already has "
-                                    f"{self.policy.limits.parked} parked events", 1, source)
+            order = await self._dead_letter(order, event, "park_full",
+                                            f"order {event['order_id']} already has "
+                                            f"{self.policy.limits.parked} parked events", 1, source)
+            if stored is not None:  # else nothing to keep: its letter's id goes with it
+                self._save(order, source.partition, stored)
             return
         if verdict is m.Verdict.REJECT:
             order = await self._reject(order, event, source, now)
         elif verdict is m.Verdict.PARK:
-            order = m.park(order, event, now)
+            order = m.park(order, event, now, source.as_list())
             self.stats.count(partition, "parked")
         else:
             assert row is not None
@@ -103,20 +128,23 @@ class Processor:
         retry = order["retry"]
         if retry is not None and retry["due_at"] <= now:
             event = retry["event"]
+            origin = Source.from_list(retry.get("source"), source)  # where the event came in
             order = {**order, "retry": None}
             self.stats.count(source.partition, "retries.fired")
             row = self.lifecycle.step(order["status"], event["type"])
             if row is None:  # cannot happen while the retry holds the order; stay safe
-                order = await self._reject(order, event, source, now)
+                order = await self._reject(order, event, origin, now)
             else:
-                order = await self._attempt(order, event, row, retry["attempts"] + 1, source)
+                order = await self._attempt(order, event, row, retry["attempts"] + 1, origin)
             order = await self._drain(order, source)
         order, expired = m.expire_parked(order, now, self.policy.park_timeout_s)
-        for event in expired:
+        for entry in expired:
+            event = entry["event"]
             order = m.expire(order, event, now, self.policy.limits)
-            await self._dead_letter(event, "park_timeout",
-                                    f"status {order['status']!r} did not accept {event['type']!r} "
-                                    f"within {self.policy.park_timeout_s:g}s", 1, source)
+            order = await self._dead_letter(
+                order, event, "park_timeout",
+                f"status {order['status']!r} did not accept {event['type']!r} "
+                f"within {self.policy.park_timeout_s:g}s", 1, Source.from_list(entry.get("source"), source))
         self._save(order, source.partition, stored)
 
     async def on_sweep(self, order_id: str, source: Source) -> None:
@@ -144,14 +172,15 @@ class Processor:
                 if result.outcome is Outcome.TRANSIENT and not self.backoff.exhausted(attempts):
                     delay = self.backoff.delay(attempts, result.retry_after_s)
                     self.stats.count(source.partition, "retries.scheduled")
-                    order = m.schedule_retry(order, event, attempts, now + delay, result.message, now)
+                    order = m.schedule_retry(order, event, attempts, now + delay, result.message, now,
+                                             source.as_list())
                     await self.send_retry_notice(order["retry"], source.partition)
                     return order
                 kind = "effect_failed" if result.outcome is Outcome.TERMINAL else "retries_exhausted"
                 message = (result.message if kind == "effect_failed"
                            else f"{attempts} attempts; last: {result.message}")
                 order = m.fail(order, event, now, message, self.policy.limits)
-                await self._dead_letter(event, kind, message, attempts, source)
+                order = await self._dead_letter(order, event, kind, message, attempts, source)
                 if not self.policy.release_parked_on_failure:
                     order = await self._dead_letter_parked(order, event, source)
                 return order
@@ -165,37 +194,86 @@ class Processor:
     async def _drain(self, order: m.Order, source: Source) -> m.Order:
         """Apply (or reject) parked events the order can now decide on, in arrival order."""
         while (taken := m.take_parked(order, self.lifecycle)) is not None:
-            order, event, verdict = taken
+            order, entry, verdict = taken
+            event, origin = entry["event"], Source.from_list(entry.get("source"), source)
             if verdict is m.Verdict.REJECT:
-                order = await self._reject(order, event, source, self.clock())
+                order = await self._reject(order, event, origin, self.clock())
                 continue
             row = self.lifecycle.step(order["status"], event["type"])
             assert row is not None
-            order = await self._attempt(order, event, row, 1, source)
+            order = await self._attempt(order, event, row, 1, origin)
         return order
 
     async def _reject(self, order: m.Order, event: dict[str, Any], source: Source,
                       now: float) -> m.Order:
         reason = f"status {order['status']!r} can never take {event['type']!r}"
         self.stats.count(source.partition, "rejected")
-        await self._dead_letter(event, "rejected", reason, 1, source)
+        order = await self._dead_letter(order, event, "rejected", reason, 1, source)
         return m.reject(order, event, now, reason, self.policy.limits)
 
     async def _dead_letter_parked(self, order: m.Order, failed: dict[str, Any],
                                   source: Source) -> m.Order:
         for entry in order["parked"]:
             order = m.forget(order, entry["event"])
-            await self._dead_letter(entry["event"], "behind_failed_event",
-                                    f"event {failed['event_id']} before it failed", 0, source)
+            order = await self._dead_letter(order, entry["event"], "behind_failed_event",
+                                            f"event {failed['event_id']} before it failed", 0,
+                                            Source.from_list(entry.get("source"), source))
         return {**order, "parked": []}
 
-    async def _dead_letter(self, event: Any, kind: str, message: str, attempts: int,
-                           source: Source) -> None:
+    async def _dead_letter(self, order: m.Order, event: Any, kind: str, message: str,
+                           attempts: int, source: Source) -> m.Order:
+        """Send the failure's letter unless the order already sent it (a redo after a crash); the
+        order comes back with the letter's id recorded, to be saved with the failure."""
+        letter = dead_letter(event, kind, message, attempts, source, self.clock())
+        if m.letter_sent(order, letter["id"]):
+            return order
         self.stats.count(source.partition, "dead_letters")
         self.stats.count(source.partition, f"dead_letters.{kind}")
-        letter = dead_letter(event, kind, message, attempts, source)
         self.stats.dead_letter(letter)
         await self.send_dead_letter(letter)
+        return m.record_letter(order, letter["id"], self.clock())
+
+    async def _on_timed_error(self, order_id: str, source: Source, error: BaseException) -> None:
+        """Timed work failed: the event it was for (the pending retry, else the oldest parked
+        event) is dead-lettered, so the failure is not redone at every tick."""
+        try:
+            order = self.store.get(order_id)
+        except Exception:  # the record itself is unreadable: nothing to dead-letter it with
+            log.exception("order %s cannot be read; its timed work is skipped", order_id)
+            return
+        if not isinstance(order, dict):
+            return
+        retry = order.get("retry")
+        entry = retry if isinstance(retry, dict) else (order.get("parked") or [None])[0]
+        if isinstance(entry, dict) and isinstance(entry.get("event"), dict):
+            await self.on_processing_error(entry["event"], Source.from_list(entry.get("source"), source),
+                                           error)
+
+    async def on_processing_error(self, event: dict[str, Any], source: Source,
+                                  error: BaseException) -> None:
+        """Something unexpected broke while handling `event` (a bug, a hostile value that passed
+        validation): it ends as one `processing_error` letter and the stream goes on. The failure is
+        recorded on the order when the order can still be read and written; when even that fails
+        (the order record itself may be what breaks), the letter is sent all the same."""
+        message = f"{type(error).__name__}: {error}"[:1000]
+        now = self.clock()
+        try:
+            stored = self.store.get(event["order_id"])
+            if stored is None:
+                await self._dead_letter(m.new_order(event, now), event, "processing_error",
+                                        message, 1, source)
+                return
+            order = m.fail(_without(stored, event), event, now, message, self.policy.limits)
+            order = await self._dead_letter(order, event, "processing_error", message, 1, source)
+            self._save(order, source.partition, stored)
+        except Exception:
+            log.exception("recording the processing error of event %s on its order failed too",
+                          event.get("event_id"))
+            self.stats.count(source.partition, "dead_letters")
+            self.stats.count(source.partition, "dead_letters.processing_error")
+            letter = dead_letter(event, "processing_error", message, 1, source, now)
+            self.stats.dead_letter(letter)
+            await self.send_dead_letter(letter)
 
     def _save(self, order: m.Order, partition: int, before: m.Order | None) -> None:
         if order["status"] is None and not order["parked"] and order["retry"] is None \
@@ -206,3 +284,14 @@ class Processor:
             self.store.add_to_client(order)
         self.stats.changed(partition, before, order)
         self.due.set(partition, order["order_id"], m.next_due(order, self.policy.park_timeout_s))
+
+
+def _without(order: m.Order, event: dict[str, Any]) -> m.Order:
+    """The order no longer holding `event` as its pending retry or among its parked events: a
+    failed event must not be tried again at the next tick."""
+    event_id = event.get("event_id")
+    retry = order.get("retry")
+    if isinstance(retry, dict) and retry.get("event", {}).get("event_id") == event_id:
+        order = {**order, "retry": None}
+    parked = [p for p in order.get("parked", []) if p.get("event", {}).get("event_id") != event_id]
+    return order if len(parked) == len(order.get("parked", [])) else {**order, "parked": parked}

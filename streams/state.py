@@ -15,6 +15,7 @@ loses only changes whose events are redone.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,8 @@ from faust.exceptions import PartitionsMismatch
 from faust.streams import _current_event, current_event
 
 from streams.machine import Order
+
+log = logging.getLogger(__name__)
 
 
 class OrderStore:
@@ -166,8 +169,13 @@ class OrderStore:
             return
         db = store._db_for_partition(partition)
         for key, raw in store._visible_items(db):
-            if store._decode_key(key) not in unwritten:
-                yield dict(store._decode_value(raw))
+            try:
+                order_id, value = store._decode_key(key), store._decode_value(raw)
+            except Exception:  # one unreadable record must not stop the scan of the rest
+                log.exception("an order record of partition %d cannot be decoded; skipped", partition)
+                continue
+            if order_id not in unwritten and isinstance(value, dict):
+                yield dict(value)
 
 
 def _active_value(table: Any, key: str, partitions: list[int]) -> Any:

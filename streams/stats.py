@@ -115,6 +115,7 @@ def merge(shares: Iterable[dict[str, Any]], expected_partitions: int) -> dict[st
         else:
             census.update(numbers["census"])
     by_status = {k.split(".", 1)[1]: v for k, v in sorted(census.items()) if k.startswith("status.")}
+    recent = list({str(letter.get("id", id(letter))): letter for letter in recent}.values())
     recent.sort(key=lambda letter: str(letter.get("failed_at", "")), reverse=True)
     return {
         "orders": {"total": sum(by_status.values()), "by_status": by_status},

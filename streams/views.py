@@ -10,22 +10,25 @@ assignor (`app.router.tables_metadata()`), with `?local=1` so the question never
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
+from yarl import URL
 
+from schemas.envelope import ID_RULE, id_problem
 from streams import drawing
 from streams.app import app, lifecycle, settings
 from streams.machine import view
 from streams.stats import merge
 
-ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 LOCAL = "local"
+log = logging.getLogger(__name__)
 DASHBOARD = (Path(__file__).with_name("dashboard.html").read_text()
              .replace("{{LIFECYCLE_SVG}}", drawing.svg(lifecycle)))
 
@@ -49,6 +52,9 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return web.json_response({"error": exc.reason}, status=exc.status)
+    except Exception as exc:  # a bug: still JSON, and in the log
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response({"error": f"internal error: {type(exc).__name__}"}, status=500)
 
 
 app.web.web_app.middlewares.append(json_errors)  # type: ignore[attr-defined]  # aiohttp driver
@@ -78,28 +84,32 @@ async def _ask_peers(path: str) -> list[tuple[int, Any]]:
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async def one(host: str) -> tuple[int, Any]:
             try:
-                async with session.get(f"{host}{path}", params={LOCAL: "1"}) as response:
+                url = URL(f"{host}{path}", encoded=True)  # keep an id's %2F encoded
+                async with session.get(url, params={LOCAL: "1"}) as response:
                     return response.status, await response.json()
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 return 599, {"error": f"{host}: {exc}"}
         return list(await asyncio.gather(*(one(h) for h in peers)))
 
 
-def _bad_id(web: View, what: str) -> Response:
-    return web.json({"error": f"invalid {what}: 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"},
-                    status=400)
+def _bad_id(web: View, what: str, value: str) -> Response | None:
+    """A 400 for an id the ingest would refuse (the one rule, `schemas.envelope.id_problem`)."""
+    problem = id_problem(value)
+    if problem is None:
+        return None
+    return web.json({"error": f"invalid {what}: it {problem} ({ID_RULE}, URL-encoded)"}, status=400)
 
 
 @page("/orders/{order_id}")
 class OrderView(View):
     async def get(self, request: Request, order_id: str) -> Response:
-        if not ID.match(order_id):
-            return _bad_id(self, "order id")
+        if (bad := _bad_id(self, "order id", order_id)) is not None:
+            return bad
         order = _agent().store.get_active(order_id)
         if order is not None and order["status"] is not None:
             return self.json(view(order))
         if request.query.get(LOCAL) is None:
-            for status, body in await _ask_peers(f"/orders/{order_id}/"):
+            for status, body in await _ask_peers(f"/orders/{quote(order_id, safe='')}/"):
                 if status == 200:
                     return self.json(body)
         return self.json({"error": f"order {order_id} not found"}, status=404)
@@ -111,12 +121,12 @@ class ClientOrdersView(View):
     when producers used different partitioners)."""
 
     async def get(self, request: Request, client_id: str) -> Response:
-        if not ID.match(client_id):
-            return _bad_id(self, "client id")
+        if (bad := _bad_id(self, "client id", client_id)) is not None:
+            return bad
         orders = {o["order_id"]: view(o) for o in _agent().store.client_orders(client_id)
                   if o["status"] is not None}
         if request.query.get(LOCAL) is None:
-            for status, body in await _ask_peers(f"/clients/{client_id}/orders/"):
+            for status, body in await _ask_peers(f"/clients/{quote(client_id, safe='')}/orders/"):
                 if status == 200:
                     for order in body["orders"]:
                         orders.setdefault(order["order_id"], order)
@@ -151,15 +161,23 @@ class MetricsView(View):
 
 @page("/health")
 class HealthView(View):
+    """200 while the worker runs; 503 once its order agent has died (the worker is stopping)."""
+
     async def get(self, request: Request) -> Response:
+        failure = _agent().agent_state.failure
+        if failure is not None:
+            return self.json({"status": "failed", "error": f"{type(failure).__name__}: {failure}"},
+                             status=503)
         return self.json({"status": "ok"})
 
 
 @page("/ready")
 class ReadyView(View):
+    """Ready only while the order agent runs and the partitions are assigned and recovered."""
+
     async def get(self, request: Request) -> Response:
         recovery = getattr(app.tables, "recovery", None)
-        ready = bool(not app.rebalancing and recovery is not None
+        ready = bool(_agent().agent_state.running and not app.rebalancing and recovery is not None
                      and recovery.completed.is_set() and app.assignor.assigned_actives())
         return self.json({"ready": ready}, status=200 if ready else 503)
 

@@ -45,10 +45,11 @@ def make_processor(effects: Any = None, park_limit: int = 100, release: bool = T
     return processor, store, recorder, clock
 
 
-def feed(processor: Processor, events: list[dict[str, Any]]) -> None:
+def feed(processor: Processor, events: list[dict[str, Any]], first_offset: int = 0) -> None:
+    """Each event as its own Kafka message (one offset after another)."""
     async def run() -> None:
-        for event in events:
-            await processor.on_event(event, SOURCE)
+        for offset, event in enumerate(events, start=first_offset):
+            await processor.on_event(event, Source(SOURCE.topic, SOURCE.partition, offset))
     asyncio.run(run())
 
 

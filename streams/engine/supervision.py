@@ -1,0 +1,39 @@
+"""Whether the order agent runs, and stopping the worker with a non-zero exit when it cannot.
+
+Faust's own handling of a crashed agent (`app._crash`) leaves the process up: the worker leaves
+the group, yet `/health` and `/ready` went on answering 200, so no supervisor restarted it. Here a
+dead agent marks the worker not ready at once and stops it through mode's own shutdown (so tables
+are closed and the producer flushed), with the agent's exception as the worker's crash reason:
+mode re-raises it after stopping, and the process exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import mode
+
+log = logging.getLogger(__name__)
+
+
+class AgentState:
+    """Set by the agent: `running` from its first batch loop until it ends for any reason."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.failure: BaseException | None = None
+
+
+def stop_worker(app: Any, reason: BaseException) -> None:
+    """Stop the whole worker, to exit non-zero with `reason` (a supervisor restarts it)."""
+    root = app.beacon.root
+    worker = root.data if root is not None else None
+    if not isinstance(worker, mode.Worker):  # not under `faust worker` (tests): crash the app
+        app._crash(reason)
+        return
+    log.critical("stopping the worker after a fatal error: %r", reason)
+    if worker.crash_reason is None:
+        worker.crash_reason = reason  # mode re-raises it once stopped: exit code 1
+    worker._schedule_shutdown(signal.SIGTERM)
