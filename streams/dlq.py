@@ -111,7 +111,8 @@ def table(letters: Iterable[Letter], width: int = 60) -> str:
         event = letter.event if isinstance(letter.event, dict) else {}
         message = str(letter.body.get("reason", {}).get("message", "")).replace("\n", " ")
         rows.append((str(letter.body.get("failed_at", "")), letter.id[:12],
-                     f"{letter.partition}:{letter.offset}", letter.kind, str(letter.body.get("attempts", "")), letter.event_id or "-",
+                     f"{letter.partition}:{letter.offset}", letter.kind,
+                     str(letter.body.get("attempts", "")), letter.event_id or "-",
                      str(event.get("order_id", "-")), str(event.get("type", "-")),
                      message if len(message) <= width else message[: width - 1] + "…"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
