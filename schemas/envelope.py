@@ -30,9 +30,12 @@ SCHEMA_VERSION = 1
 ID_FIELDS = ("event_id", "order_id", "client_id")
 REQUIRED = (*ID_FIELDS, "type", "occurred_at", "schema_version")
 MAX_ID = 128
-MAX_EVENT_BYTES = 1_000_000
+#: An order record holds its parked events and pending retry (up to ORDERFLOW_PARK_LIMIT + 1 whole
+#: events, 21 by default) and is written as one changelog record, which Kafka caps at about 1 MB:
+#: 32 KiB per event keeps the largest record within it.
+MAX_EVENT_BYTES = 32_768
 MAX_DEPTH = 32
-MAX_STRING = 65_536
+MAX_STRING = 16_384
 ID_RULE = f"1 to {MAX_ID} characters, none of them a control character"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 TRANSIENT_STATUSES = frozenset({408, 429})
+MAX_RETRY_AFTER_S = 86_400.0  # a server's Retry-After is trusted up to a day (the backoff cap applies too)
 
 
 class Outcome(enum.Enum):
@@ -42,9 +44,10 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
 
 
 class Effects:
@@ -78,7 +81,7 @@ class Effects:
                 url, data=body,
                 headers={"Idempotency-Key": event["event_id"], "Content-Type": "application/json"},
             ) as response:
-                text = (await response.text())[:200]
+                text = (await response.read())[:200].decode("utf-8", errors="replace")
                 outcome = classify_status(response.status)
                 return EffectResult(
                     outcome, f"POST /{effect}: HTTP {response.status} {text}".strip(),
@@ -90,6 +93,8 @@ class Effects:
             return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: connection error: {exc}")
         except aiohttp.InvalidURL as exc:
             return EffectResult(Outcome.TERMINAL, f"POST /{effect}: bad URL {exc}")
+        except aiohttp.ClientError as exc:  # a broken answer (payload, headers): try again later
+            return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: {type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             raise
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from schemas.envelope import REQUIRED, OrderEvent, decode, validate
+from schemas.envelope import REQUIRED, OrderEvent, decode, id_problem, validate
 from streams.errors import InvalidEvent
 from streams.lifecycle import DEFAULT
 from tests.helpers import make_event
@@ -94,3 +94,45 @@ def test_the_json_schema_agrees_with_validate() -> None:
     assert set(schema["required"]) == set(REQUIRED)
     assert set(schema["properties"]["type"]["enum"]) == DEFAULT.event_types
     assert schema["additionalProperties"] is True
+
+
+# -- limits at decode: every hostile message is an InvalidEvent with a reason ------------------
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _raw(**changes: Any) -> bytes:
+    return json.dumps({**good(), **changes}).encode()
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested deeper than 32"),
+    (_raw(payload={"a": _nested(40)}), "nested deeper than 32"),
+    (_raw().replace(b'"schema_version": 1', b'"schema_version": NaN'), "NaN is not a JSON number"),
+    (_raw().replace(b'"schema_version": 1', b'"schema_version": -Infinity'), "-Infinity"),
+    (_raw(payload={"amount": 1}).replace(b'"amount": 1', b'"amount": 1e400'), "too large"),
+    (_raw(payload={"note": "\ud800"}), "lone surrogate"),
+    (_raw(payload={"note": "x" * 20_000}), "at most 16,384"),
+    (_raw(payload={"blob": "x" * 40_000}), "at most 32,768 are accepted"),
+    (b"\xff\xfe{}", "not valid JSON"),
+])
+def test_hostile_messages_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason):
+        decode(raw, "client-1", DEFAULT.event_types)
+
+
+@pytest.mark.parametrize("value", ["order/1", "order 1", "Bestellung-ä", "注文:7", "a@b.c"])
+def test_any_printable_id_is_accepted_and_askable(value: str) -> None:
+    assert id_problem(value) is None
+    assert decode(_raw(order_id=value), "client-1")["order_id"] == value
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "tab\there", "line\nbreak", "\x7f", "", "x" * 129])
+def test_ids_with_control_characters_or_bad_lengths_are_refused(value: str) -> None:
+    assert id_problem(value) is not None
+    with pytest.raises(InvalidEvent, match="`order_id`"):
+        decode(_raw(order_id=value), "client-1")
