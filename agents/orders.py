@@ -39,7 +39,7 @@ from streams.app import (
 from streams.batches import batches
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
-from streams.engine.supervision import AgentState, stop_worker
+from streams.engine.supervision import stop_worker
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -71,7 +71,7 @@ async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
                            value=json.dumps(notice).encode(), partition=partition)
 
 
-agent_state = AgentState()
+agent_state = app.agent_state
 
 
 def _crash(exc: BaseException) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.engine.supervision import AgentState
 from streams.lifecycle import load
 from streams.transport import RawBytes, Transport
 
@@ -49,6 +50,11 @@ def _credentials(s: Settings) -> faust.SASLCredentials | faust.SSLCredentials | 
 
 class App(faust.App):
     """Faust's app on our transport: Faust's aiokafka one, minus its per-message task overhead."""
+
+    #: whether the order agent runs (read by /ready and by the bounded shutdown)
+    agent_state: AgentState = AgentState()
+    #: how long a stop waits for events in flight (ORDERFLOW_SHUTDOWN_TIMEOUT_S)
+    shutdown_timeout_s: float = settings.shutdown_timeout_s
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

@@ -97,6 +97,9 @@ class Settings:
     #: ORDERFLOW_ON_TERMINAL_FAILURE: what happens to events parked behind a failed one:
     #: "release" (apply them if the order can take them) or "dead_letter" (send them after it).
     on_terminal_failure: str = "release"
+    #: ORDERFLOW_SHUTDOWN_TIMEOUT_S: how long a stopping worker waits for its events in flight to
+    #: finish (they are flushed, acked and committed); what is left is handed back uncommitted.
+    shutdown_timeout_s: float = 30.0
     #: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
     #: KAFKA_SSL_CAFILE: security for real clusters (PLAINTEXT by default).
     security_protocol: str = "PLAINTEXT"
@@ -134,6 +137,7 @@ class Settings:
                 e, "ORDERFLOW_IDEMPOTENCY_RETENTION_S", cls.idempotency_retention_s, 0.0
             ),
             sweep_interval_s=_number(e, "ORDERFLOW_SWEEP_INTERVAL_S", cls.sweep_interval_s, 0.01),
+            shutdown_timeout_s=_number(e, "ORDERFLOW_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s, 0.0),
             on_terminal_failure=e.get("ORDERFLOW_ON_TERMINAL_FAILURE", cls.on_terminal_failure),
             security_protocol=e.get("KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper(),
             sasl_mechanism=e.get("KAFKA_SASL_MECHANISM", cls.sasl_mechanism),

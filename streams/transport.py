@@ -28,12 +28,15 @@ in this consumer generation, not acked yet) now wait for it.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+
+from streams.engine.supervision import HARD_EXIT_GRACE_S, arm_hard_exit
 
 YIELD_EVERY = 100
 
@@ -100,6 +103,30 @@ class Consumer(driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def wait_empty(self) -> None:
+        """At shutdown: Faust waits for every message in flight to be acked, committing as they
+        are, with no bound (a message that never finishes kept a worker from ever stopping). Here
+        the wait ends after the app's shutdown timeout, or at once when the agent has died; what is
+        still in flight then is left uncommitted, for the next owner to redo."""
+        timeout_s = float(getattr(self.app, "shutdown_timeout_s", 30.0))
+        agent_state = getattr(self.app, "agent_state", None)
+        arm_hard_exit(timeout_s + HARD_EXIT_GRACE_S)
+        deadline = time.monotonic() + timeout_s
+        while self._unacked_messages and time.monotonic() < deadline:
+            if agent_state is not None and agent_state.failure is not None:
+                break
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            self._clean_unacked_messages()
+        left = sum(1 for message in self._unacked_messages if not message.acked)
+        if left:
+            self.log.warning("stopping with %d events in flight: left uncommitted, to be redone", left)
+        else:
+            self.log.info("every event in flight finished; committing")
+        await self.commit_and_end_transactions()
 
     def _filter_committable_offsets(self, tps: Any) -> dict[TP, int]:
         """Faust's offsets to commit, each capped below its partition's first message in flight."""

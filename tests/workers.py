@@ -22,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 class Worker:
     """`faust -A streams.app worker` with its own web port and state dir; logs to a file."""
 
-    def __init__(self, settings: Settings, workdir: Path, name: str, **env: str) -> None:
+    def __init__(self, settings: Settings, workdir: Path, name: str, app: str = "streams.app",
+                 **env: str) -> None:
         self.name = name
+        self.app = app  # the module `faust -A` loads (tests may load one with a bug planted)
         self.port = free_port()
         self.state_dir = workdir / f"state-{name}"
         self.log_path = workdir / f"{name}.log"
@@ -38,7 +40,7 @@ class Worker:
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info",
+            [sys.executable, "-m", "faust", "-A", self.app, "worker", "-l", "info",
              "--web-port", str(self.port), "--web-host", "127.0.0.1"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -10,12 +10,20 @@ mode re-raises it after stopping, and the process exits 1.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import threading
 from typing import Any
 
 import mode
 
 log = logging.getLogger(__name__)
+
+
+#: Past the shutdown timeout, this long more for the rest of the stop (tables, producer) before
+#: the process is ended regardless.
+HARD_EXIT_GRACE_S = 15.0
+EX_SOFTWARE = 70
 
 
 class AgentState:
@@ -24,6 +32,26 @@ class AgentState:
     def __init__(self) -> None:
         self.running = False
         self.failure: BaseException | None = None
+
+
+def arm_hard_exit(seconds: float) -> None:
+    """End the process after `seconds` unless it ended first: a stop must be bounded even when
+    something in Faust's or mode's shutdown hangs. Armed once, when the stop begins."""
+    global _armed
+    if _armed:
+        return
+    _armed = True
+
+    def hard_exit() -> None:
+        log.critical("the worker did not stop within %.0fs; exiting now", seconds)
+        logging.shutdown()
+        os._exit(EX_SOFTWARE)
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
+
+
+_armed = False
 
 
 def stop_worker(app: Any, reason: BaseException) -> None:

@@ -21,9 +21,9 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
     """Start a worker (topics created first) and wait until it is ready; stopped after the test."""
     started: list[Worker] = []
 
-    def start(settings: Settings, name: str = "w1", **env: str) -> Worker:
+    def start(settings: Settings, name: str = "w1", app: str = "streams.app", **env: str) -> Worker:
         create_topics(settings)
-        worker = Worker(settings, tmp_path, name, **env).start()
+        worker = Worker(settings, tmp_path, name, app, **env).start()
         started.append(worker)
         return worker.wait_ready()
 

@@ -1,0 +1,72 @@
+"""No single message stops a partition (on a real worker); a fault no message explains stops the
+worker with a non-zero exit, so a supervisor restarts it."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from streams.publisher import Publisher
+from tests.conftest import SettingsFactory
+from tests.helpers import consume_all, make_event, values
+from tests.workers import Worker, wait_for
+
+
+def order_of(worker: Worker, order_id: str) -> dict | None:
+    status, body = worker.get(f"/orders/{quote(order_id, safe='')}")
+    return body if status == 200 else None
+
+
+def test_poison_messages_are_dead_letters_and_the_partition_goes_on(
+    settings_factory: SettingsFactory, start_worker
+) -> None:
+    settings = settings_factory(ORDERFLOW_PARTITIONS="1")  # every message in one partition
+    worker = start_worker(settings, app="tests.faulty_app")
+    pid = worker.proc.pid if worker.proc else None
+    publisher = Publisher(settings)
+    paid = make_event("o/1 first", "paid", client_id="c1", payload={"plant": "bug"})
+    publisher.send(make_event("o/1 first", "created", client_id="c1"))
+    publisher.send_raw("c1", b'{"a":' * 5000 + b"1" + b"}" * 5000)  # once a RecursionError
+    not_json = json.dumps(make_event("o2", "created", client_id="c1", payload={"amount": float("nan")}))
+    assert "NaN" in not_json  # Python's json writes it; JSON does not allow it
+    publisher.send_raw("c1", not_json.encode())
+    publisher.send(paid)
+    publisher.send(make_event("o3", "created", client_id="c1"))
+    publisher.send(make_event("o/1 first", "cancelled", client_id="c1"))
+    assert publisher.flush().ok
+
+    after = wait_for(lambda: order_of(worker, "o3"), timeout=60, what="o3, after the poison")
+    assert after["status"] == "created"
+    first = wait_for(lambda: (o := order_of(worker, "o/1 first")) and o["status"] == "cancelled" and o,
+                     timeout=30, what="the poisoned order to take its next event")
+    assert first["history"][1]["outcome"] == "failed" and first["history"][1]["event_id"] == paid["event_id"]
+
+    letters = values(consume_all(settings.bootstrap, settings.dlq_topic, 3))
+    kinds = sorted(letter["reason"]["kind"] for letter in letters)
+    assert kinds == ["invalid_event", "invalid_event", "processing_error"]
+    error = next(x for x in letters if x["reason"]["kind"] == "processing_error")
+    assert error["reason"]["message"] == "ZeroDivisionError: a planted bug"
+    assert error["event"] == paid and len(error["id"]) == 32
+    messages = " | ".join(x["reason"]["message"] for x in letters)
+    assert "nested deeper than 32 levels" in messages and "NaN is not a JSON number" in messages
+    assert len({x["id"] for x in letters}) == 3
+    # the same process all along, and ready
+    assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
+    assert worker.get("/ready")[0] == 200
+
+
+def test_a_fault_no_message_explains_stops_the_worker_non_zero(
+    settings_factory: SettingsFactory, start_worker
+) -> None:
+    settings = settings_factory(ORDERFLOW_PARTITIONS="1")
+    worker = start_worker(settings, app="tests.faulty_app")
+    publisher = Publisher(settings)
+    publisher.send(make_event("o1", "created", client_id="c1", payload={"plant": "fatal"}))
+    assert publisher.flush().ok
+    assert worker.proc is not None
+    code = wait_for(lambda: worker.proc.poll() is not None and (worker.proc.returncode,), timeout=60,
+                    what="the worker to exit")[0]
+    assert code != 0, worker.log_tail()
+    log = worker.log_path.read_text(errors="replace")
+    assert "stopping the worker after a fatal error" in log
+    assert "dead-letter topic refused the letter (planted)" in log
