@@ -47,6 +47,7 @@ from streams.gaps import (
     refuse_acks_of_skipped,
     seek_uncommitted_to_beginning,
 )
+from streams.kafka_clients import client_config
 from streams.lanes import Lanes
 from streams.machine import Limits, Order, next_due
 from streams.metrics import Metrics
@@ -119,7 +120,7 @@ processor = Processor(
 )
 acks = FlushThenAck(lambda: app.producer.flush(), before_flush=store.write_dirty, is_current=_current)
 _last_sweep: dict[int, float] = {}
-gaps = GapGuard(settings.librdkafka(), settings.app_id)
+gaps = GapGuard(client_config(settings), settings.app_id)
 
 
 def _source(event: faust.EventT) -> Source:

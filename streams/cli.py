@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,13 +23,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _kafka(args: argparse.Namespace, _settings: Settings) -> int:
-    from streams.localkafka import LocalKafka
+def _kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.localkafka import SCRAM, LocalKafka
 
-    broker = LocalKafka(port=args.port, data_dir=Path(args.data_dir))
+    sasl = args.sasl or settings.security_protocol.startswith("SASL")
+    if sasl and not (settings.sasl_username and settings.sasl_password):
+        raise OrderflowError("kafka --sasl: set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD first")
+    broker = LocalKafka(port=args.port, data_dir=Path(args.data_dir),
+                        sasl_username=settings.sasl_username if sasl else "",
+                        sasl_password=settings.sasl_password if sasl else "")
     if args.action == "start":
         if broker.start():
             print(f"kafka started: listening on {broker.bootstrap}, log {broker.log_file}")
+            if sasl:
+                print(f"SASL only ({SCRAM} over plaintext, user {settings.sasl_username!r}); clients "
+                      f"need KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT KAFKA_SASL_MECHANISM={SCRAM}")
         else:
             print(f"kafka already running on {broker.bootstrap} (log {broker.log_file})")
     elif args.action == "stop":
@@ -166,6 +175,8 @@ def _at_least(kind: type, minimum: float) -> Callable[[str], float]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="orderflow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the Kafka client's own log lines")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     kafka = commands.add_parser("kafka", help="a local single-node Apache Kafka (KRaft)")
@@ -177,15 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
             "ORDERFLOW_KAFKA_DATA", str(Path.home() / ".local" / "share" / "orderflow" / "kafka")
         ),
     )
+    kafka.add_argument("--sasl", action="store_true",
+                       help="SASL only (SCRAM-SHA-512), user KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD")
     kafka.set_defaults(handler=_kafka)
 
     topics = commands.add_parser("topics", help="create orderflow's topics")
     topics.add_argument("action", choices=["create"])
-    topics.set_defaults(handler=_topics)
+    topics.set_defaults(handler=_topics, needs_kafka=True)
 
     publish = commands.add_parser("publish", help="publish JSON-lines events to orders.events")
     publish.add_argument("file", nargs="?", default="-", help="a JSON-lines file, or - for stdin")
-    publish.set_defaults(handler=_publish)
+    publish.set_defaults(handler=_publish, needs_kafka=True)
 
     gateway = commands.add_parser("gateway", help="a downstream HTTP service that fails on purpose")
     gateway.add_argument("--host", default="127.0.0.1")
@@ -208,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--event-id", nargs="+", help="replay: these events")
     dlq.add_argument("--all", action="store_true", help="replay: every replayable letter")
     dlq.add_argument("--dry-run", action="store_true", help="replay: only show what would be sent")
-    dlq.set_defaults(handler=_dlq)
+    dlq.set_defaults(handler=_dlq, needs_kafka=True)
 
     lifecycle = commands.add_parser("lifecycle", help="draw the transitions table")
     lifecycle.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
@@ -228,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--prefix", default="", help="order id prefix (default: a fresh run id)")
     simulate.add_argument("--expected", default="expected.jsonl",
                           help="where to write each order's expected final status and version")
-    simulate.set_defaults(handler=_simulate)
+    simulate.set_defaults(handler=_simulate, needs_kafka=True)
 
     demo = commands.add_parser("demo", help="run everything locally and check the outcome")
     demo.add_argument("--orders", type=_at_least(int, 1), default=500)
@@ -244,12 +257,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _logging(verbose: bool) -> None:
+    """The CLI speaks in its own voice: the Kafka client's own log lines only with -v."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("librdkafka").setLevel(logging.CRITICAL + 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    _logging(args.verbose)
     try:
-        return handler(args, Settings.from_env())
+        settings = Settings.from_env()
+        if getattr(args, "needs_kafka", False):
+            from streams.kafka_clients import preflight
+
+            preflight(settings)
+        return handler(args, settings)
     except OrderflowError as exc:
         print(f"orderflow: {exc}", file=sys.stderr)
         return 1

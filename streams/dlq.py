@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from schemas.envelope import validate
 from streams.config import Settings
 from streams.errors import BrokerError, InvalidEvent, OrderflowError
+from streams.kafka_clients import client_config
 from streams.publisher import Publisher
 
 
@@ -49,7 +50,7 @@ class Letter:
 
 def read_letters(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Letter]:
     """Every dead letter now on the topic (read to the end of each partition), oldest first."""
-    consumer = Consumer({**settings.librdkafka(), "group.id": f"orderflow-dlq-{uuid.uuid4().hex}",
+    consumer = Consumer({**client_config(settings), "group.id": f"orderflow-dlq-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         try:

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from streams.errors import BrokerError
 
 KAFKA_VERSION = "4.1.1"
+SCRAM = "SCRAM-SHA-512"
 NO_JAVA = "Java 17+ is needed to run Kafka: install it (apt-get install openjdk-17-jre)"
 POM = resources.files("streams") / "kafka" / "pom.xml"
 
@@ -67,6 +68,22 @@ class LocalKafka:
 
     port: int = 9092
     data_dir: Path = Path.home() / ".local" / "share" / "orderflow" / "kafka"
+    #: With a user name, the broker takes SASL (SCRAM-SHA-512 over plaintext) only, and this user
+    #: is created when the data dir is formatted (`orderflow kafka start --sasl`).
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+
+    @property
+    def sasl(self) -> bool:
+        return bool(self.sasl_username)
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings to reach this broker (what KAFKA_SECURITY_PROTOCOL etc. say)."""
+        conf = {"bootstrap.servers": self.bootstrap}
+        if self.sasl:
+            conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": SCRAM,
+                         "sasl.username": self.sasl_username, "sasl.password": self.sasl_password})
+        return conf
 
     @property
     def bootstrap(self) -> str:
@@ -139,7 +156,7 @@ class LocalKafka:
         """True when a broker at `bootstrap` answers a metadata request."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient({**self.client_config(), "log_level": 0})
         try:
             admin.list_topics(timeout=timeout)
         except Exception:
@@ -150,20 +167,36 @@ class LocalKafka:
         """Start the broker unless one runs; wait until it answers. True when it was started."""
         if self.pid() is not None or self.answers(timeout=1.0):
             return False
+        if self.sasl and (not self.sasl_password or any(c in self.sasl_password for c in '"\\,=[]')):
+            raise BrokerError("the local broker's SASL password must be set and free of \" \\ , = [ ]")
         java = _require("java", NO_JAVA)
         libs = self.fetch()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
         classpath = f"{libs}/*"
+        marker = self.data_dir / "sasl-user"
         if not (self.data_dir / "log" / "meta.properties").exists():
-            cluster_id = new_cluster_id()
+            scram = (["--add-scram", f"{SCRAM}=[name={self.sasl_username},password={self.sasl_password}]"]
+                     if self.sasl else [])
             fmt = subprocess.run(
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(props)],
+                 "-t", new_cluster_id(), "-c", str(props), *scram],
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:
-                raise BrokerError(f"formatting KRaft storage failed: {fmt.stdout}{fmt.stderr}".strip())
+                output = f"{fmt.stdout}{fmt.stderr}".strip()
+                if self.sasl_password:
+                    output = output.replace(self.sasl_password, "***")
+                raise BrokerError(f"formatting KRaft storage failed: {output}")
+            marker.unlink(missing_ok=True)
+            if self.sasl:
+                marker.write_text(self.sasl_username)
+        formatted_for = marker.read_text().strip() if marker.exists() else ""
+        if formatted_for != self.sasl_username:
+            raise BrokerError(
+                f"the data dir {self.data_dir} was formatted "
+                + (f"for SASL user {formatted_for!r}" if formatted_for else "without SASL")
+                + "; use another --data-dir (or the same settings as when it was made)")
         log = self.log_file.open("ab")
         proc = subprocess.Popen(
             [java, "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
@@ -206,11 +239,13 @@ class LocalKafka:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"listeners={self._listener}://127.0.0.1:{self.port},"
                 f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                f"advertised.listeners={self._listener}://127.0.0.1:{self.port}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{self._listener}:{self._listener}",
+                f"inter.broker.listener.name={self._listener}",
+                *self._sasl_config(),
                 f"log.dirs={self.data_dir / 'log'}",
                 "num.partitions=1",
                 "offsets.topic.replication.factor=1",
@@ -223,7 +258,20 @@ class LocalKafka:
                 "",
             ])
         )
+        props.chmod(0o600)  # it may hold the SASL password
         return props
+
+    @property
+    def _listener(self) -> str:
+        return "SASL_PLAINTEXT" if self.sasl else "PLAINTEXT"
+
+    def _sasl_config(self) -> list[str]:
+        if not self.sasl:
+            return []
+        login = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                 f'username="{self.sasl_username}" password="{self.sasl_password}";')
+        return [f"sasl.enabled.mechanisms={SCRAM}", f"sasl.mechanism.inter.broker.protocol={SCRAM}",
+                f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config={login}"]
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

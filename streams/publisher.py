@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from schemas.envelope import validate
 from streams.config import Settings
 from streams.errors import InvalidEvent
+from streams.kafka_clients import client_config
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Publisher:
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         conf = {
-            **settings.librdkafka(),
+            **client_config(settings),
             "enable.idempotence": True,
             "acks": "all",
             "partitioner": "murmur2_random",

@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.config import Settings
 from streams.errors import TopicMismatch
+from streams.kafka_clients import client_config
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -41,7 +42,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]
 
     Returns each topic's name with "created" or "exists".
     """
-    admin = AdminClient(settings.librdkafka())
+    admin = AdminClient(client_config(settings))
     specs = topic_specs(settings)
     existing = admin.list_topics(timeout=timeout_s).topics
     outcome: dict[str, str] = {}
