@@ -105,13 +105,16 @@ class Consumer(driver.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def wait_empty(self) -> None:
-        """At shutdown: Faust waits for every message in flight to be acked, committing as they
-        are, with no bound (a message that never finishes kept a worker from ever stopping). Here
-        the wait ends after the app's shutdown timeout, or at once when the agent has died; what is
-        still in flight then is left uncommitted, for the next owner to redo."""
+        """At shutdown and when partitions are revoked, Faust waits for every message in flight to
+        be acked, committing as they are, with no bound (a message that never finished kept a
+        worker from ever stopping). Here the wait ends after the app's shutdown timeout, or at once
+        when the agent has died; what is still in flight then is left uncommitted, for the next
+        owner to redo. When the worker is stopping (not in a mere rebalance), the whole stop is
+        bounded too: past the timeout and a grace, the process exits."""
         timeout_s = float(getattr(self.app, "shutdown_timeout_s", 30.0))
         agent_state = getattr(self.app, "agent_state", None)
-        arm_hard_exit(timeout_s + HARD_EXIT_GRACE_S)
+        if self.app.should_stop:
+            arm_hard_exit(timeout_s + HARD_EXIT_GRACE_S)
         deadline = time.monotonic() + timeout_s
         while self._unacked_messages and time.monotonic() < deadline:
             if agent_state is not None and agent_state.failure is not None:
@@ -123,7 +126,7 @@ class Consumer(driver.Consumer):
             self._clean_unacked_messages()
         left = sum(1 for message in self._unacked_messages if not message.acked)
         if left:
-            self.log.warning("stopping with %d events in flight: left uncommitted, to be redone", left)
+            self.log.warning("%d events still in flight: left uncommitted, to be redone", left)
         else:
             self.log.info("every event in flight finished; committing")
         await self.commit_and_end_transactions()
