@@ -386,7 +386,7 @@ def main() -> int:
     parser.add_argument("--results", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("librdkafka").setLevel(logging.ERROR)
+    logging.getLogger("librdkafka").setLevel(logging.CRITICAL + 1)  # the broker is down on purpose
     options = Options(orders=args.orders, clients=args.clients, rate=args.rate,
                       kill_every_s=args.kill_every_s, min_kills=args.min_kills,
                       broker_kill=not args.no_broker_kill, seed=args.seed, workdir=args.workdir)

@@ -32,7 +32,8 @@ class Store(Protocol):
 
     def get(self, order_id: str) -> m.Order | None: ...
     def put(self, order: m.Order) -> None: ...
-    def add_to_client(self, order: m.Order) -> None: ...
+    def add_to_client(self, order: m.Order) -> None:
+        """Make sure the order is in its client's index (idempotent, cheap once done)."""
 
 
 @dataclass
@@ -280,8 +281,9 @@ class Processor:
                 and not order["history"]:
             return  # nothing worth keeping (e.g. a lone rejected event of an unknown order)
         self.store.put(order)
-        if before is None:
-            self.store.add_to_client(order)
+        # On every save, not only the first: a crash can land an order's record without its
+        # client's index record (two records, one flush), and the redo finds the order existing.
+        self.store.add_to_client(order)
         self.stats.changed(partition, before, order)
         self.due.set(partition, order["order_id"], m.next_due(order, self.policy.park_timeout_s))
 

@@ -43,6 +43,7 @@ class OrderStore:
         self._dirty: dict[str, tuple[Any, Order]] = {}  # order_id -> (event that changed it, order)
         self._is_current = is_current  # False for an event fetched before the last rebalance
         self._dirty_clients: dict[str, tuple[Any, list[str]]] = {}  # client_id -> (event, order ids)
+        self._indexed: set[str] = set()  # cached orders known to be in their client's index
 
     def get(self, order_id: str) -> Order | None:
         """The order, read while processing an event of its partition (records are never mutated)."""
@@ -81,10 +82,13 @@ class OrderStore:
             for order_id, (event, order) in dirty.items():
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
+                    self._indexed.discard(order_id)
                 elif not _write(self.table, order_id, event, order):
                     self._dirty.setdefault(order_id, (event, order))  # unless changed since
             for client_id, (event, ids) in clients.items():
-                if self._is_current(event) and not _write(self.clients, client_id, event, ids):
+                if not self._is_current(event):  # dropped: its orders are checked again on redo
+                    self._indexed.difference_update(ids)
+                elif not _write(self.clients, client_id, event, ids):
                     self._dirty_clients.setdefault(client_id, (event, ids))
         finally:
             _current_event.reset(token)
@@ -99,24 +103,33 @@ class OrderStore:
                                if v[0].message.partition not in lost}
         for order_id in [k for k, (p, _) in self._cache.items() if p in lost]:
             del self._cache[order_id]
+            self._indexed.discard(order_id)
 
     def _remember(self, order_id: str, partition: int, order: Order) -> None:
         self._cache[order_id] = (partition, order)
         self._cache.move_to_end(order_id)
         while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)  # a dirty order stays in _dirty until written
+            evicted, _ = self._cache.popitem(last=False)  # a dirty one stays in _dirty until written
+            self._indexed.discard(evicted)
 
     def add_to_client(self, order: Order) -> None:
-        """Index a new order under its client (same partition as the order: the event's); written
-        with the changed orders, before the flush that acks the event."""
+        """Make sure the order is in its client's index (same partition as the order: the event's),
+        written with the changed orders, before the flush that acks the event.
+
+        Called at every save: the order's record and its client's index record are two records of
+        one flush, and a worker killed in between left orders missing from their client's view
+        (the chaos run found 18 of 10,000), because the redo found the order existing. Checked once
+        per order while it stays cached, so an order's later saves cost nothing here."""
         event = current_event()
-        if self.clients is None or event is None:
+        if self.clients is None or event is None or order["order_id"] in self._indexed:
             return
         client_id = order["client_id"]
         pending = self._dirty_clients.get(client_id)
         ids = list(pending[1] if pending is not None else self.clients.get(client_id) or [])
         if order["order_id"] not in ids:
             self._dirty_clients[client_id] = (event, [*ids, order["order_id"]])
+        if order["order_id"] in self._cache:
+            self._indexed.add(order["order_id"])
 
     def client_orders(self, client_id: str) -> list[Order]:
         """The client's orders held in this worker's active partitions."""

@@ -22,7 +22,9 @@ class MemoryStore:
         self.orders[order["order_id"]] = order
 
     def add_to_client(self, order: Order) -> None:
-        self.clients.setdefault(order["client_id"], []).append(order["order_id"])
+        ids = self.clients.setdefault(order["client_id"], [])
+        if order["order_id"] not in ids:
+            ids.append(order["order_id"])
 
 
 class ScriptedEffects:
