@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 from faust.exceptions import PartitionsMismatch
-from faust.streams import _current_event
+from faust.streams import _current_event, current_event
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
@@ -51,6 +51,7 @@ from streams.kafka_clients import client_config
 from streams.lanes import Lanes
 from streams.machine import Limits, Order, next_due
 from streams.metrics import Metrics
+from streams.outbox import LetterOutbox
 from streams.processor import Policy, Processor
 from streams.retry import Backoff, DueIndex
 from streams.state import OrderStore
@@ -63,7 +64,12 @@ SWEEP_EVERY_S = min(3600.0, max(settings.idempotency_retention_s / 10, 1.0))
 
 
 async def _send_dead_letter(letter: dict[str, Any]) -> None:
-    await dlq_topic.send(key=key_of(letter, None), value=encode(letter))
+    """Held in the outbox until the flush that writes the order remembering it (streams/outbox.py)."""
+    outbox.add(current_event(), letter, key_of(letter, None))
+
+
+def _produce_letter(letter: dict[str, Any], key: bytes | None) -> None:
+    dlq_topic.send_soon(key=key, value=encode(letter))
 
 
 async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
@@ -118,7 +124,17 @@ processor = Processor(
     due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
     stats=stats, observe_latency=metrics.observe_latency,
 )
-acks = FlushThenAck(lambda: app.producer.flush(), before_flush=store.write_dirty, is_current=_current)
+outbox = LetterOutbox(_produce_letter, stats_table, _current)
+
+
+def _before_flush() -> bool:
+    """Letters first, then the records that remember them, in the same flush (streams/outbox.py)."""
+    sent = outbox.send()
+    written = store.write_dirty()
+    return sent and written
+
+
+acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current)
 _last_sweep: dict[int, float] = {}
 gaps = GapGuard(client_config(settings), settings.app_id)
 
@@ -193,26 +209,29 @@ async def _submit(event: faust.EventT, source: Source, key: bytes | None, value:
     try:
         envelope = decode(value or b"", key, lifecycle.event_types)
     except InvalidEvent as exc:
-        await _refuse(value, key, "invalid_event", str(exc), source, "events.invalid")
+        _refuse(event, value, key, "invalid_event", str(exc), source, "events.invalid")
         done()
         return
     except Exception as exc:  # a decoder bug: this message must not stop the partition
         log.exception("decoding %s[%d]@%d failed unexpectedly; dead-lettered", *source.as_list())
-        await _refuse(value, key, "processing_error", f"{type(exc).__name__}: {exc}", source)
+        _refuse(event, value, key, "processing_error", f"{type(exc).__name__}: {exc}", source)
         done()
         return
     await lanes.submit(envelope["order_id"], event,
                        functools.partial(processor.handle_event, envelope, source), done)
 
 
-async def _refuse(value: bytes | None, key: bytes | None, kind: str, message: str, source: Source,
-                  *counters: str) -> None:
-    """A message that is not an event of any order: its letter (by its stable id) and counters."""
+def _refuse(event: faust.EventT, value: bytes | None, key: bytes | None, kind: str, message: str,
+            source: Source, *counters: str) -> None:
+    """A message that is not an event of any order: its letter (by its stable id) and counters,
+    unless a redo after a crash finds it refused already."""
+    if outbox.refused_before(source.partition, source.offset):
+        return
     letter = dead_letter(value or b"", kind, message, 1, source)
     for counter in (*counters, "dead_letters", f"dead_letters.{kind}"):
         stats.count(source.partition, counter)
     stats.dead_letter(letter)
-    await dlq_topic.send(key=key_of(letter, key), value=encode(letter))
+    outbox.refuse(event, source.partition, source.offset, letter, key_of(letter, key))
 
 
 async def _on_internal(event: faust.EventT, source: Source) -> None:
@@ -280,6 +299,7 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
             due.drop(tp.partition)
             stats.forget(tp.partition)
             store.forget([tp.partition])
+            outbox.forget([tp.partition])
 
 
 @app.task

@@ -373,6 +373,25 @@ def run(options: Options) -> Report:
         chaos.stop()
 
 
+def write_results(options: Options, report: Report, seconds: float) -> None:
+    """Append the table, with the machine and the versions, to bench/RESULTS.md."""
+    from importlib.metadata import version
+
+    from streams.localkafka import KAFKA_VERSION
+
+    with (ROOT / "bench" / "RESULTS.md").open("a") as out:
+        out.write(
+            f"\n## Chaos — {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+            f"{options.orders} orders of {options.clients} clients at {options.rate:g} events/s, "
+            f"{options.workers} workers, {options.partitions} partitions, a worker SIGKILLed every "
+            f"~{options.kill_every_s:g} s, the broker SIGKILLed once; gateway 10% 503, 1% applied then "
+            f"hung past the client timeout. Apache Kafka {KAFKA_VERSION} (local KRaft), "
+            f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, faust-streaming "
+            f"{version('faust-streaming')}; {seconds:.0f} s in all. "
+            f"Verdict: {'all right' if report.ok else 'WRONG'}.\n\n"
+            f"| measure | result |\n|---|---|\n{report.table()}\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=Options.orders)
@@ -397,9 +416,7 @@ def main() -> int:
         print(f"  {line}")
     print(f"chaos: {'all right' if report.ok else 'WRONG'} in {time.monotonic() - began:.0f}s")
     if args.results:
-        with (ROOT / "bench" / "RESULTS.md").open("a") as out:
-            out.write(f"\n## Chaos, {time.strftime('%Y-%m-%d')}: {options.orders} orders, "
-                      f"{options.workers} workers, {options.rate:g} events/s\n\n{report.table()}\n")
+        write_results(options, report, time.monotonic() - began)
     return 0 if report.ok else 1
 
 

@@ -1,0 +1,96 @@
+"""Dead letters held back until the flush that acks their events, so a redo sends none again.
+
+A letter sent the moment its failure is decided reaches Kafka long before the order record that
+remembers it (that record is written at the next flush), and the events are committed later still
+(every few seconds): a worker killed in between redid the failure and sent a second letter. Here:
+
+* letters of an order's failure are queued with the event that failed and produced, right before
+  the order records, by the ack loop's flush: the letter and the record that remembers its id leave
+  in the same step (see `streams.processor`: an order never sends a letter whose id it holds);
+* a message that is no event of any order (refused at decode) has no record to remember its
+  letter, so the partition's highest refused offset is kept in the `partition-stats` table, written
+  in the same step: a redo of an offset at or below it sends nothing (decode is deterministic and a
+  partition is decoded in offset order).
+
+What remains is one flush: a letter delivered and the record not, when a worker dies within it.
+Such a second copy has the same `id` (`streams.deadletters`), and every reader counts by id.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from faust.exceptions import PartitionsMismatch
+from faust.streams import _current_event
+
+Letter = dict[str, Any]
+
+
+class LetterOutbox:
+    """`add` a letter with its event; `send` them all (the ack loop, right before the flush)."""
+
+    def __init__(self, send: Callable[[Letter, bytes | None], None], marks: Any,
+                 is_current: Callable[[Any], bool] = lambda _event: True) -> None:
+        self._send = send  # produce one letter with its key (a buffered, non-blocking send)
+        self._marks = marks  # a table: "refused:<partition>" -> highest refused offset
+        self._is_current = is_current
+        self._pending: list[tuple[Any, Letter, bytes | None]] = []
+        self._refused: dict[int, int] = {}  # partition -> highest refused offset known
+        self._dirty_marks: dict[int, Any] = {}  # partition -> the event whose context writes it
+
+    def add(self, event: Any, letter: Letter, key: bytes | None) -> None:
+        if event is None:  # no Kafka event to wait for (not called from a stream): send it now
+            self._send(letter, key)
+            return
+        self._pending.append((event, letter, key))
+
+    def refused_before(self, partition: int, offset: int) -> bool:
+        """True when this message was refused (and its letter sent) before a crash redid it."""
+        if partition not in self._refused:
+            saved = self._marks.get(_mark_key(partition)) if self._marks is not None else None
+            self._refused[partition] = int(saved) if isinstance(saved, int) else -1
+        return offset <= self._refused[partition]
+
+    def refuse(self, event: Any, partition: int, offset: int, letter: Letter, key: bytes | None) -> None:
+        """Queue the letter of a refused message and remember its offset with it."""
+        self.add(event, letter, key)
+        if offset > self._refused.get(partition, -1):
+            self._refused[partition] = offset
+            self._dirty_marks[partition] = event
+
+    def send(self) -> bool:
+        """Produce the letters of current events and write the refused marks; False when a mark
+        could not be written yet (a changelog Faust does not know yet): retried at the next flush."""
+        pending, self._pending = self._pending, []
+        for event, letter, key in pending:
+            if self._is_current(event):  # else fetched before a rebalance: redone by the new owner
+                self._send(letter, key)
+        marks, self._dirty_marks = self._dirty_marks, {}
+        token = _current_event.set(None)
+        try:
+            for partition, event in marks.items():
+                if not self._is_current(event):
+                    self._refused.pop(partition, None)  # reread: the change is redone
+                    continue
+                _current_event.set(weakref.ref(event))
+                try:
+                    self._marks[_mark_key(partition)] = self._refused[partition]
+                except PartitionsMismatch:
+                    self._dirty_marks[partition] = event
+        finally:
+            _current_event.reset(token)
+        return not self._dirty_marks
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker lost: their letters and marks are the new owner's to redo."""
+        lost = set(partitions)
+        self._pending = [item for item in self._pending if item[0].message.partition not in lost]
+        for partition in lost:
+            self._refused.pop(partition, None)
+            self._dirty_marks.pop(partition, None)
+
+
+def _mark_key(partition: int) -> str:
+    return f"refused:{partition}"
