@@ -39,6 +39,7 @@ from streams.app import (
 from streams.batches import batches
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
+from streams.engine.flow import refetch_starved
 from streams.engine.supervision import stop_worker
 from streams.errors import InvalidEvent
 from streams.gaps import (
@@ -136,6 +137,7 @@ def _before_flush() -> bool:
 
 acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current)
 _last_sweep: dict[int, float] = {}
+_agent_queue: list[Any] = []  # the agent's channel queue, once it runs
 gaps = GapGuard(client_config(settings), settings.app_id)
 
 
@@ -163,6 +165,7 @@ async def _process(stream: Any) -> None:
     inputs = {settings.events_topic, settings.retry_topic}
     refuse_acks_of_skipped(app.consumer, inputs)
     seek_uncommitted_to_beginning(app.consumer, inputs)
+    _agent_queue.append(stream.channel.queue)
     async for batch in batches(stream):
         for event in batch:
             if _current(event):  # else fetched before a rebalance (during this batch): redelivered
@@ -244,6 +247,8 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
         return
     now = time.time()
     partition = source.partition
+    if _agent_queue:
+        refetch_starved(app, _agent_queue[0], (settings.events_topic, settings.retry_topic))
     sweep: list[str] = []
     if not due.has(partition) or now - _last_sweep.get(partition, 0.0) >= SWEEP_EVERY_S:
         due.reset(partition)
