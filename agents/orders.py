@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.exceptions import PartitionsMismatch
 from faust.streams import _current_event, current_event
 
 from schemas.envelope import decode
@@ -56,6 +55,7 @@ from streams.outbox import LetterOutbox
 from streams.processor import Policy, Processor
 from streams.retry import Backoff, DueIndex
 from streams.state import OrderStore
+from streams.state import write_in_context as _write
 from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _lag() -> dict[tuple[str, int], int]:
 
 
 store = OrderStore(orders_table, settings.events_topic, clients_table, settings.order_cache, _current)
-stats = PartitionStats()
+stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
 lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
 metrics = Metrics(stats, lanes.depth, _lag)
 due = DueIndex()
@@ -128,14 +128,30 @@ processor = Processor(
 outbox = LetterOutbox(_produce_letter, stats_table, _current)
 
 
-def _before_flush() -> bool:
-    """Letters first, then the records that remember them, in the same flush (streams/outbox.py)."""
+def _before_flush(batch: list[Any]) -> bool:
+    """Letters first, then the records that remember them, in the same flush (streams/outbox.py);
+    then the counters of the partitions whose events this flush acks (streams/stats.py)."""
     sent = outbox.send()
     written = store.write_dirty()
+    _write_counters(batch)
     return sent and written
 
 
-acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current)
+def _write_counters(batch: list[Any]) -> None:
+    """Each changed partition's counters, in the changelog partition of one of its events here."""
+    contexts = {event.message.partition: event for event in batch if _current(event)}
+    token = _current_event.set(None)
+    try:
+        for partition in [p for p in stats.dirty if p in contexts]:
+            record = stats.persisted(partition)
+            if not _write(stats_table, str(partition), contexts[partition], record):
+                stats.dirty.add(partition)  # changelog metadata not known yet: the next flush
+    finally:
+        _current_event.reset(token)
+
+
+acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current,
+                    after_flush=lambda: stats.flushed())
 _last_sweep: dict[int, float] = {}
 _agent_queue: list[Any] = []  # the agent's channel queue, once it runs
 gaps = GapGuard(client_config(settings), settings.app_id)
@@ -265,13 +281,6 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
             orders.append(order)
         stats.rebuild(partition, orders)
         _last_sweep[partition] = now
-    stats.restore(partition, stats_table.get(str(partition)))
-    if partition in stats.dirty:  # written in this partition's context: its changelog partition
-        try:
-            stats_table[str(partition)] = stats.persisted(partition)
-        except PartitionsMismatch as exc:  # changelog metadata not known yet (just created): next tick
-            stats.dirty.add(partition)
-            log.warning("stats of partition %d not persisted this tick: %s", partition, exc)
     ready = due.pop_due(partition, now)
     jobs = [(oid, processor.handle_due) for oid in ready] + [(oid, processor.handle_sweep) for oid in sweep]
     if not jobs:

@@ -17,16 +17,19 @@ log = logging.getLogger(__name__)
 
 
 class FlushThenAck:
-    """`before_flush` runs right before each flush, in the same step as taking the batch (the
-    order store writes its changed orders there, so they are in the flush that acks their events).
-    When it returns False, nothing of the batch is acked and the batch is tried again later."""
+    """`before_flush(batch)` runs right before each flush, in the same step as taking the batch
+    (the order store writes its changed orders there, so they are in the flush that acks their
+    events). When it returns False, nothing of the batch is acked and the batch is tried again
+    later. `after_flush` runs once the flush delivered everything."""
 
     def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02,
-                 before_flush: Callable[[], bool] | None = None,
-                 is_current: Callable[[Any], bool] = lambda _event: True) -> None:
+                 before_flush: Callable[[list[Any]], bool] | None = None,
+                 is_current: Callable[[Any], bool] = lambda _event: True,
+                 after_flush: Callable[[], None] | None = None) -> None:
         self._flush = flush
         self._is_current = is_current
         self._before_flush = before_flush
+        self._after_flush = after_flush
         self._interval_s = interval_s
         self._pending: list[Any] = []
         self._wake = asyncio.Event()
@@ -43,13 +46,15 @@ class FlushThenAck:
             await asyncio.sleep(self._interval_s)  # gather a batch: one flush for many events
             self._wake.clear()
             batch, self._pending = self._pending, []
-            if self._before_flush is not None and not self._before_flush():
+            if self._before_flush is not None and not self._before_flush(batch):
                 log.warning("%d events wait: their changes could not be written yet", len(batch))
                 self._pending = batch + self._pending
                 await asyncio.sleep(0.5)
                 self._wake.set()
                 continue
             await self._flush()
+            if self._after_flush is not None:
+                self._after_flush()
             for event in batch:
                 if self._is_current(event):  # never ack an event fetched before a rebalance
                     event.ack()

@@ -83,12 +83,12 @@ class OrderStore:
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
                     self._indexed.discard(order_id)
-                elif not _write(self.table, order_id, event, order):
+                elif not write_in_context(self.table, order_id, event, order):
                     self._dirty.setdefault(order_id, (event, order))  # unless changed since
             for client_id, (event, ids) in clients.items():
                 if not self._is_current(event):  # dropped: its orders are checked again on redo
                     self._indexed.difference_update(ids)
-                elif not _write(self.clients, client_id, event, ids):
+                elif not write_in_context(self.clients, client_id, event, ids):
                     self._dirty_clients.setdefault(client_id, (event, ids))
         finally:
             _current_event.reset(token)
@@ -205,7 +205,7 @@ def _active_value(table: Any, key: str, partitions: list[int]) -> Any:
     return None
 
 
-def _write(table: Any, key: str, event: Any, value: Any) -> bool:
+def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:
     """`table[key] = value` in `event`'s changelog partition; False while Faust does not know the
     changelog topic's partitions yet (right after creating it)."""
     _current_event.set(weakref.ref(event))

@@ -3,9 +3,12 @@
 Two kinds of numbers, kept apart because they survive failover differently:
 
 * **counters** (events processed, duplicates, retries, dead letters): counted in memory per
-  partition and written to the `partition-stats` table by that partition's tick, inside its stream
-  context, so the worker that takes a partition over starts from them. Around a crash they can be
-  off by the events of the last tick interval (at-least-once, like Faust's own offsets).
+  partition, written to the `partition-stats` table with the flush that acks the events (in the
+  partition's changelog), and restored from it before a partition counts or reports anything. What
+  `/stats` reports is the count as of the partition's last delivered write, so no counter ever goes
+  backwards: not after a rebalance, a restart or a SIGKILL (events redone after a crash may be
+  counted twice; a count is at least what it was). Before, counters were written by a tick and
+  restored at the next one: a worker that rejoined its group reported 97k processed after 862k.
 * **census** (orders by status, pending retries, parked events): derived from the order records
   themselves, rebuilt by scanning a partition when it is assigned and kept current by the change of
   each saved record, so it is exact.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams.machine import Order
@@ -33,20 +36,39 @@ def _census_of(order: Order | None) -> Counter[str]:
     return census
 
 
+Load = Callable[[int], "dict[str, Any] | None"]
+
+
 class PartitionStats:
-    def __init__(self, recent: int = 20) -> None:
+    """`load(partition)` reads a partition's saved record (None: nothing saved, or no table)."""
+
+    def __init__(self, recent: int = 20, load: Load | None = None) -> None:
         self.totals: Counter[str] = Counter()  # this process's lifetime (Prometheus counters)
-        self.counts: dict[int, Counter[str]] = {}
+        self.counts: dict[int, Counter[str]] = {}  # live: every count so far
+        self.reported: dict[int, Counter[str]] = {}  # as of the last delivered write
         self.census: dict[int, Counter[str]] = {}  # only for partitions scanned since assignment
         self.restored: set[int] = set()
         self.dirty: set[int] = set()
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=recent)
         self.started = time.time()
+        self._load = load
+        self._writing: dict[int, Counter[str]] = {}  # written, waiting for the flush
 
     def count(self, partition: int, key: str, n: int = 1) -> None:
+        self._restore(partition)
         self.totals[key] += n
-        self.counts.setdefault(partition, Counter())[key] += n
+        self.counts[partition][key] += n
         self.dirty.add(partition)
+
+    def _restore(self, partition: int) -> None:
+        """Once per assignment, before anything is counted or reported: the saved counters."""
+        if partition in self.restored:
+            return
+        saved = self._load(partition) if self._load is not None else None
+        counts: Counter[str] = Counter(saved.get("counts", {}) if isinstance(saved, dict) else {})
+        self.counts[partition] = counts
+        self.reported[partition] = Counter(counts)
+        self.restored.add(partition)
 
     def changed(self, partition: int, before: Order | None, after: Order) -> None:
         """An order record was saved: move its census contribution from `before` to `after`."""
@@ -61,23 +83,22 @@ class PartitionStats:
             census.update(_census_of(order))
         self.census[partition] = census
 
-    def restore(self, partition: int, saved: dict[str, Any] | None) -> bool:
-        """Once per assignment: add the partition's saved counters to what was counted since."""
-        if partition in self.restored:
-            return False
-        self.restored.add(partition)
-        if saved:
-            self.counts.setdefault(partition, Counter()).update(saved.get("counts", {}))
-        self.dirty.add(partition)
-        return True
-
     def persisted(self, partition: int) -> dict[str, Any]:
-        """The partition's counters as written to the stats table."""
+        """The partition's counters to write now; they are reported once `flushed()` says the
+        write was delivered."""
         self.dirty.discard(partition)
-        return {"counts": dict(self.counts.get(partition, {})), "at": time.time()}
+        self._writing[partition] = Counter(self.counts.get(partition, {}))
+        return {"counts": dict(self._writing[partition]), "at": time.time()}
+
+    def flushed(self) -> None:
+        """The writes since the last call were delivered: report them."""
+        for partition, counts in self._writing.items():
+            if partition in self.restored:
+                self.reported[partition] = counts
+        self._writing = {}
 
     def forget(self, partition: int) -> None:
-        for table in (self.counts, self.census):
+        for table in (self.counts, self.census, self.reported, self._writing):
             table.pop(partition, None)
         self.restored.discard(partition)
         self.dirty.discard(partition)
@@ -87,8 +108,10 @@ class PartitionStats:
 
     def local(self, partitions: Iterable[int]) -> dict[str, Any]:
         """This worker's share for `/stats?local=1`: per owned partition, counters and census."""
+        for p in partitions:
+            self._restore(p)
         return {
-            str(p): {"counts": dict(self.counts.get(p, {})),
+            str(p): {"counts": dict(self.reported.get(p, {})),
                      "census": None if p not in self.census else
                      {k: v for k, v in self.census[p].items() if v}}
             for p in partitions

@@ -135,8 +135,13 @@ class ClientOrdersView(View):
 
 
 def _local_share() -> dict[str, Any]:
+    """This worker's partitions, once its tables are recovered (counters are restored from one of
+    them; before that the partitions are not reported, and /stats says it is not complete)."""
     agent = _agent()
-    return {"worker": _me(), "partitions": agent.stats.local(agent.store.active_partitions()),
+    recovery = getattr(app.tables, "recovery", None)
+    recovered = recovery is not None and recovery.completed.is_set() and not app.rebalancing
+    partitions = agent.stats.local(agent.store.active_partitions()) if recovered else {}
+    return {"worker": _me(), "partitions": partitions,
             "recent_dead_letters": list(agent.stats.recent_dead_letters)}
 
 
