@@ -27,6 +27,7 @@ from streams.acks import FlushThenAck
 from streams.app import (
     app,
     clients_table,
+    closed_table,
     dlq_topic,
     inputs,
     lifecycle,
@@ -36,6 +37,7 @@ from streams.app import (
     stats_table,
 )
 from streams.batches import batches
+from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.flow import refetch_starved
@@ -109,6 +111,7 @@ def _lag() -> dict[tuple[str, int], int]:
 
 store = OrderStore(orders_table, settings.events_topic, clients_table, settings.order_cache, _current)
 stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
+closed = ClosedOrders(closed_table, _current)
 lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
 metrics = Metrics(stats, lanes.depth, _lag)
 due = DueIndex()
@@ -119,7 +122,9 @@ processor = Processor(
         limits=Limits(history=settings.history_limit, parked=settings.park_limit),
         park_timeout_s=settings.park_timeout_s, retention_s=settings.idempotency_retention_s,
         release_parked_on_failure=settings.on_terminal_failure == "release",
+        finished_retention_s=settings.finished_retention_s,
     ),
+    closed=closed,
     effects=effects,
     backoff=Backoff(settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts),
     due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
@@ -133,8 +138,9 @@ def _before_flush(batch: list[Any]) -> bool:
     then the counters of the partitions whose events this flush acks (streams/stats.py)."""
     sent = outbox.send()
     written = store.write_dirty()
+    markers = closed.write()
     _write_counters(batch)
-    return sent and written
+    return sent and written and markers
 
 
 def _write_counters(batch: list[Any]) -> None:
@@ -271,7 +277,8 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
         orders = []
         for order in store.scan(partition):
             try:
-                due.set(partition, order["order_id"], next_due(order, settings.park_timeout_s))
+                due.set(partition, order["order_id"],
+                        next_due(order, settings.park_timeout_s, settings.finished_retention_s))
                 if _has_expired_ids(order, now - settings.idempotency_retention_s):
                     sweep.append(order["order_id"])
             except Exception:  # one unreadable record must not stop the partition's timed work
@@ -279,6 +286,9 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
                               order, partition)
                 continue
             orders.append(order)
+        for marker in closed.scan(partition):  # markers of removed orders expire too
+            due.set(partition, str(marker.get("order_id")),
+                    float(marker.get("closed_at", 0)) + settings.idempotency_retention_s)
         stats.rebuild(partition, orders)
         _last_sweep[partition] = now
     ready = due.pop_due(partition, now)
@@ -314,6 +324,7 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
             stats.forget(tp.partition)
             store.forget([tp.partition])
             outbox.forget([tp.partition])
+            closed.forget([tp.partition])
 
 
 @app.task

@@ -104,6 +104,13 @@ clients_table = app.Table(
     partitions=settings.partitions,
 )
 
+# order_id -> a small marker of a removed finished order (streams/closed.py), in its partition.
+closed_table = app.Table(
+    "closed-orders",
+    key_type=str,
+    partitions=settings.partitions,
+)
+
 # Per-partition counters behind /stats, written by each partition's tick (see streams/stats.py).
 stats_table = app.Table(
     "partition-stats",

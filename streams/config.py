@@ -92,6 +92,9 @@ class Settings:
     park_timeout_s: float = 300.0
     #: ORDERFLOW_IDEMPOTENCY_RETENTION_S: how long an event id is remembered (default 7 days).
     idempotency_retention_s: float = 7 * 24 * 3600.0
+    #: ORDERFLOW_FINISHED_RETENTION_S: how long a finished order (final status, nothing parked or
+    #: pending) is kept before it is removed (default 30 days; 0 keeps finished orders forever).
+    finished_retention_s: float = 30 * 24 * 3600.0
     #: ORDERFLOW_SWEEP_INTERVAL_S: how often parked timeouts, due retries and expired ids are swept.
     sweep_interval_s: float = 1.0
     #: ORDERFLOW_ON_TERMINAL_FAILURE: what happens to events parked behind a failed one:
@@ -135,6 +138,9 @@ class Settings:
             park_timeout_s=_number(e, "ORDERFLOW_PARK_TIMEOUT_S", cls.park_timeout_s, 0.0),
             idempotency_retention_s=_number(
                 e, "ORDERFLOW_IDEMPOTENCY_RETENTION_S", cls.idempotency_retention_s, 0.0
+            ),
+            finished_retention_s=_number(
+                e, "ORDERFLOW_FINISHED_RETENTION_S", cls.finished_retention_s, 0.0
             ),
             sweep_interval_s=_number(e, "ORDERFLOW_SWEEP_INTERVAL_S", cls.sweep_interval_s, 0.01),
             shutdown_timeout_s=_number(e, "ORDERFLOW_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s, 0.0),

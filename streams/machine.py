@@ -209,11 +209,15 @@ def expire_ids(order: Order, now: float, retention_s: float) -> Order:
     return {**order, "seen": ids, "letters": kept}
 
 
-def next_due(order: Order, park_timeout_s: float) -> float | None:
-    """When this order next needs a timed look (a retry due, a parked event timing out)."""
+def next_due(order: Order, park_timeout_s: float, finished_retention_s: float = 0.0) -> float | None:
+    """When this order next needs a timed look (a retry due, a parked event timing out, a finished
+    order to remove; a retention of 0 keeps finished orders forever)."""
     times = [e["parked_at"] + park_timeout_s for e in order["parked"]]
     if order["retry"] is not None:
         times.append(order["retry"]["due_at"])
+    finished_at = order.get("finished_at")
+    if finished_retention_s > 0 and isinstance(finished_at, int | float):
+        times.append(finished_at + finished_retention_s)
     return min(times) if times else None
 
 

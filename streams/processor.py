@@ -27,6 +27,14 @@ SendDeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
 SendRetryNotice = Callable[[dict[str, Any], int], Awaitable[None]]
 
 
+class ClosedStore(Protocol):
+    """Markers of removed orders: `streams.closed.ClosedOrders` in a worker, a dict in tests."""
+
+    def get(self, order_id: str) -> dict[str, Any] | None: ...
+    def put(self, marker: dict[str, Any]) -> None: ...
+    def drop(self, order_id: str) -> None: ...
+
+
 class Store(Protocol):
     """Where orders live: `streams.state.OrderStore` in a worker, a dict-backed fake in unit tests."""
 
@@ -35,6 +43,9 @@ class Store(Protocol):
     def add_to_client(self, order: m.Order) -> None:
         """Make sure the order is in its client's index (idempotent, cheap once done)."""
 
+    def remove(self, order: m.Order) -> None:
+        """Remove a finished order (and its client-index entry)."""
+
 
 @dataclass
 class Policy:
@@ -42,6 +53,7 @@ class Policy:
     park_timeout_s: float
     retention_s: float
     release_parked_on_failure: bool = True
+    finished_retention_s: float = 0.0  # 0: finished orders are kept forever
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Processor:
     send_dead_letter: SendDeadLetter
     send_retry_notice: SendRetryNotice
     stats: PartitionStats = field(default_factory=PartitionStats)
+    closed: ClosedStore | None = None  # markers of removed orders (None: orders are never removed)
     clock: Callable[[], float] = time.time
     #: called with seconds from an event's `occurred_at` to its application
     observe_latency: Callable[[float], None] = field(default=lambda _seconds: None)
@@ -93,6 +106,11 @@ class Processor:
         """A new event from orders.events."""
         now = self.clock()
         stored = self.store.get(event["order_id"])
+        if stored is None and self.closed is not None:
+            marker = self.closed.get(event["order_id"])
+            if marker is not None:
+                await self._on_closed(marker, event, source)
+                return
         order = stored if stored is not None else m.new_order(event, now)
         order = m.expire_ids(order, now, self.policy.retention_s)
         verdict, row = m.classify(order, event, self.lifecycle, self.policy.limits)
@@ -123,9 +141,10 @@ class Processor:
     async def on_due(self, order_id: str, source: Source) -> None:
         """A tick found this order due: fire its retry, time out its parked events."""
         order = stored = self.store.get(order_id)
-        if order is None:
-            return
         now = self.clock()
+        if order is None:
+            self._maybe_forget_closed(order_id, source, now)
+            return
         retry = order["retry"]
         if retry is not None and retry["due_at"] <= now:
             event = retry["event"]
@@ -146,6 +165,9 @@ class Processor:
                 order, event, "park_timeout",
                 f"status {order['status']!r} did not accept {event['type']!r} "
                 f"within {self.policy.park_timeout_s:g}s", 1, Source.from_list(entry.get("source"), source))
+        if self._due_for_removal(order, now):
+            self._remove(order, stored, source.partition, now)
+            return
         self._save(order, source.partition, stored)
 
     async def on_sweep(self, order_id: str, source: Source) -> None:
@@ -258,34 +280,79 @@ class Processor:
         (the order record itself may be what breaks), the letter is sent all the same."""
         message = f"{type(error).__name__}: {error}"[:1000]
         now = self.clock()
+        letter = dead_letter(event, "processing_error", message, 1, source, now)
         try:
             stored = self.store.get(event["order_id"])
-            if stored is None:
-                await self._dead_letter(m.new_order(event, now), event, "processing_error",
-                                        message, 1, source)
-                return
-            order = m.fail(_without(stored, event), event, now, message, self.policy.limits)
-            order = await self._dead_letter(order, event, "processing_error", message, 1, source)
-            self._save(order, source.partition, stored)
+            if stored is not None and m.letter_sent(stored, letter["id"]):
+                return  # a redo after a crash: this failure's letter was sent
+            if stored is not None:
+                order = m.fail(_without(stored, event), event, now, message, self.policy.limits)
+                self._save(m.record_letter(order, letter["id"], now), source.partition, stored)
         except Exception:
             log.exception("recording the processing error of event %s on its order failed too",
                           event.get("event_id"))
-            self.stats.count(source.partition, "dead_letters")
-            self.stats.count(source.partition, "dead_letters.processing_error")
-            letter = dead_letter(event, "processing_error", message, 1, source, now)
-            self.stats.dead_letter(letter)
-            await self.send_dead_letter(letter)
+        self.stats.count(source.partition, "dead_letters")
+        self.stats.count(source.partition, "dead_letters.processing_error")
+        self.stats.dead_letter(letter)
+        await self.send_dead_letter(letter)
+
+    # -- retention of finished orders -------------------------------------------------------
+
+    def _finished(self, order: m.Order) -> bool:
+        return (order["status"] in self.lifecycle.final and not order["parked"]
+                and order["retry"] is None)
+
+    def _due_for_removal(self, order: m.Order, now: float) -> bool:
+        finished_at = order.get("finished_at")
+        return (self.closed is not None and self.policy.finished_retention_s > 0
+                and self._finished(order) and isinstance(finished_at, int | float)
+                and now >= finished_at + self.policy.finished_retention_s)
+
+    def _remove(self, order: m.Order, before: m.Order | None, partition: int, now: float) -> None:
+        """The order leaves (a tombstone); a marker stays for the idempotency retention."""
+        assert self.closed is not None
+        self.store.remove(order)
+        self.closed.put({"order_id": order["order_id"], "client_id": order["client_id"],
+                         "status": order["status"], "version": order["version"], "closed_at": now,
+                         "letters": {}})
+        self.stats.changed(partition, before, None)
+        self.stats.count(partition, "orders.removed")
+        self.due.set(partition, order["order_id"], now + self.policy.retention_s)
+
+    def _maybe_forget_closed(self, order_id: str, source: Source, now: float) -> None:
+        marker = self.closed.get(order_id) if self.closed is not None else None
+        if marker is None or self.closed is None:
+            return
+        expires = float(marker.get("closed_at", 0)) + self.policy.retention_s
+        if now >= expires:
+            self.closed.drop(order_id)
+        else:
+            self.due.set(source.partition, order_id, expires)
+
+    async def _on_closed(self, marker: dict[str, Any], event: dict[str, Any], source: Source) -> None:
+        """An event of a removed order: never a new order; one `order_closed` letter."""
+        assert self.closed is not None
+        self.stats.count(source.partition, "events")
+        self.stats.count(source.partition, f"events.{event['type']}.closed")
+        message = (f"order {event['order_id']} finished ({marker.get('status')}) and was removed "
+                   f"at {m.rfc3339(float(marker.get('closed_at', 0)))}; its events are not taken")
+        after = await self._dead_letter(marker, event, "order_closed", message, 1, source)
+        if after is not marker:
+            self.closed.put(after)  # remembers the letter's id: a redo sends none
 
     def _save(self, order: m.Order, partition: int, before: m.Order | None) -> None:
         if order["status"] is None and not order["parked"] and order["retry"] is None \
                 and not order["history"]:
             return  # nothing worth keeping (e.g. a lone rejected event of an unknown order)
+        if self._finished(order) and "finished_at" not in order:
+            order = {**order, "finished_at": self.clock()}
         self.store.put(order)
         # On every save, not only the first: a crash can land an order's record without its
         # client's index record (two records, one flush), and the redo finds the order existing.
         self.store.add_to_client(order)
         self.stats.changed(partition, before, order)
-        self.due.set(partition, order["order_id"], m.next_due(order, self.policy.park_timeout_s))
+        self.due.set(partition, order["order_id"],
+                     m.next_due(order, self.policy.park_timeout_s, self.policy.finished_retention_s))
 
 
 def _without(order: m.Order, event: dict[str, Any]) -> m.Order:

@@ -40,7 +40,8 @@ class OrderStore:
         self.clients = clients  # client_id -> [order_id, ...]: the index behind /clients/{id}/orders
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple[int, Order]] = OrderedDict()  # order_id -> (partition, order)
-        self._dirty: dict[str, tuple[Any, Order]] = {}  # order_id -> (event that changed it, order)
+        # order_id -> (event that changed it, the order, or None: remove it, a changelog tombstone)
+        self._dirty: dict[str, tuple[Any, Order | None]] = {}
         self._is_current = is_current  # False for an event fetched before the last rebalance
         self._dirty_clients: dict[str, tuple[Any, list[str]]] = {}  # client_id -> (event, order ids)
         self._indexed: set[str] = set()  # cached orders known to be in their client's index
@@ -70,6 +71,23 @@ class OrderStore:
         self._dirty[order["order_id"]] = (event, order)
         self._remember(order["order_id"], event.message.partition, order)
 
+    def remove(self, order: Order) -> None:
+        """Remove a finished order and its client-index entry, with the next flush: a tombstone on
+        the changelog, so compaction reclaims it."""
+        order_id, client_id = order["order_id"], order["client_id"]
+        event = current_event()
+        if event is None:  # no Kafka event (unit tests with the in-memory table): at once
+            self.table.pop(order_id, None)
+            return
+        self._dirty[order_id] = (event, None)
+        self._cache.pop(order_id, None)
+        self._indexed.discard(order_id)
+        if self.clients is not None:
+            pending = self._dirty_clients.get(client_id)
+            ids = list(pending[1] if pending is not None else self.clients.get(client_id) or [])
+            if order_id in ids:
+                self._dirty_clients[client_id] = (event, [i for i in ids if i != order_id])
+
     def write_dirty(self) -> bool:
         """Write every changed order once, each in its own event's changelog partition.
 
@@ -83,7 +101,8 @@ class OrderStore:
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
                     self._indexed.discard(order_id)
-                elif not write_in_context(self.table, order_id, event, order):
+                elif not (write_in_context(self.table, order_id, event, order) if order is not None
+                          else delete_in_context(self.table, order_id, event)):
                     self._dirty.setdefault(order_id, (event, order))  # unless changed since
             for client_id, (event, ids) in clients.items():
                 if not self._is_current(event):  # dropped: its orders are checked again on redo
@@ -162,7 +181,8 @@ class OrderStore:
         value = _active_value(self.table, order_id, partitions)
         return None if value is None else dict(value)
 
-    def _cached(self, order_id: str) -> tuple[int, Order] | None:
+    def _cached(self, order_id: str) -> tuple[int, Order | None] | None:
+        """(partition, order) when the order is cached or changed; the order None when removed."""
         dirty = self._dirty.get(order_id)
         if dirty is not None:
             return dirty[0].message.partition, dirty[1]
@@ -173,22 +193,25 @@ class OrderStore:
         orders changed but not yet written included."""
         unwritten = {k: order for k, (event, order) in self._dirty.items()
                      if event.message.partition == partition}
-        yield from unwritten.values()
-        store = self._store()
-        if not hasattr(store, "_dbs"):
-            for value in list(self.table.values()):
-                if value["order_id"] not in unwritten:
-                    yield dict(value)
-            return
-        db = store._db_for_partition(partition)
-        for key, raw in store._visible_items(db):
-            try:
-                order_id, value = store._decode_key(key), store._decode_value(raw)
-            except Exception:  # one unreadable record must not stop the scan of the rest
-                log.exception("an order record of partition %d cannot be decoded; skipped", partition)
-                continue
+        yield from (order for order in unwritten.values() if order is not None)
+        for order_id, value in scan_table(self.table, partition):
             if order_id not in unwritten and isinstance(value, dict):
                 yield dict(value)
+
+
+def scan_table(table: Any, partition: int) -> Iterator[tuple[Any, Any]]:
+    """Every (key, value) of a table's partition, read from its RocksDB (Faust's store internals;
+    the in-memory store of unit tests holds every partition in one dict)."""
+    store = table.data
+    if not hasattr(store, "_dbs"):
+        yield from list(table.items())
+        return
+    db = store._db_for_partition(partition)
+    for key, raw in store._visible_items(db):
+        try:
+            yield store._decode_key(key), store._decode_value(raw)
+        except Exception:  # one unreadable record must not stop the scan of the rest
+            log.exception("a record of partition %d cannot be decoded; skipped", partition)
 
 
 def _active_value(table: Any, key: str, partitions: list[int]) -> Any:
@@ -203,6 +226,17 @@ def _active_value(table: Any, key: str, partitions: list[int]) -> Any:
         if raw is not None:
             return store._decode_value(raw)
     return None
+
+
+def delete_in_context(table: Any, key: str, event: Any) -> bool:
+    """`del table[key]` (a changelog tombstone) in `event`'s changelog partition; see below."""
+    _current_event.set(weakref.ref(event))
+    try:
+        if key in table:
+            del table[key]
+    except PartitionsMismatch:
+        return False
+    return True
 
 
 def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:

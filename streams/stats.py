@@ -70,7 +70,7 @@ class PartitionStats:
         self.reported[partition] = Counter(counts)
         self.restored.add(partition)
 
-    def changed(self, partition: int, before: Order | None, after: Order) -> None:
+    def changed(self, partition: int, before: Order | None, after: Order | None) -> None:
         """An order record was saved: move its census contribution from `before` to `after`."""
         census = self.census.get(partition)
         if census is not None:

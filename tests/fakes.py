@@ -21,6 +21,12 @@ class MemoryStore:
     def put(self, order: Order) -> None:
         self.orders[order["order_id"]] = order
 
+    def remove(self, order: Order) -> None:
+        self.orders.pop(order["order_id"], None)
+        ids = self.clients.get(order["client_id"], [])
+        if order["order_id"] in ids:
+            ids.remove(order["order_id"])
+
     def add_to_client(self, order: Order) -> None:
         ids = self.clients.setdefault(order["client_id"], [])
         if order["order_id"] not in ids:
@@ -52,3 +58,19 @@ class Recorder:
 
     async def retry(self, retry: dict[str, Any], partition: int) -> None:
         self.retries.append(retry)
+
+
+class MemoryClosed:
+    """Markers of removed orders as a dict."""
+
+    def __init__(self) -> None:
+        self.markers: dict[str, dict[str, Any]] = {}
+
+    def get(self, order_id: str) -> dict[str, Any] | None:
+        return self.markers.get(order_id)
+
+    def put(self, marker: dict[str, Any]) -> None:
+        self.markers[marker["order_id"]] = marker
+
+    def drop(self, order_id: str) -> None:
+        self.markers.pop(order_id, None)
