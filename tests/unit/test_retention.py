@@ -22,7 +22,7 @@ def with_retention(finished_retention_s: float) -> tuple[Any, Any, Any, Any, Mem
 
 
 def test_a_finished_order_is_removed_after_the_retention_and_others_stay() -> None:
-    processor, store, recorder, clock, closed = with_retention(30 * DAY)
+    processor, store, _recorder, clock, closed = with_retention(30 * DAY)
     feed(processor, [make_event("o1", "created"), make_event("o1", "cancelled"),
                      make_event("o2", "created")])
     finished_at = store.orders["o1"]["finished_at"]
@@ -36,7 +36,7 @@ def test_a_finished_order_is_removed_after_the_retention_and_others_stay() -> No
 
 
 def test_a_late_event_of_a_removed_order_is_dead_lettered_once_and_never_a_new_order() -> None:
-    processor, store, recorder, clock, closed = with_retention(60.0)
+    processor, store, recorder, clock, _closed = with_retention(60.0)
     feed(processor, [make_event("o1", "created"), make_event("o1", "cancelled")])
     clock.now += 61
     asyncio.run(processor.on_due("o1", SOURCE))
