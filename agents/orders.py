@@ -41,7 +41,7 @@ from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.flow import refetch_starved
-from streams.engine.supervision import stop_worker
+from streams.engine.supervision import StuckWatch, is_ready, stop_worker
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -313,6 +313,17 @@ async def send_ticks() -> None:
     for tp in app.assignor.assigned_actives():
         if tp.topic == settings.events_topic:
             await retry_topic.send(key=b"tick", value=TICK, partition=tp.partition)
+
+
+_stuck = StuckWatch(settings.stuck_after_s)
+
+
+@app.timer(5.0)
+async def watch_readiness() -> None:
+    """Stop a worker stuck out of its group (see streams/engine/supervision.py, StuckWatch)."""
+    if _stuck.stuck(is_ready(app)):
+        _crash(RuntimeError(f"not ready for over {settings.stuck_after_s:g}s: stuck in a rebalance "
+                            "or a recovery"))
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]

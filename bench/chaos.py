@@ -64,7 +64,8 @@ from tests.workers import Worker  # noqa: E402
 WORKER_ENV = {"ORDERFLOW_SESSION_TIMEOUT_S": "8", "ORDERFLOW_HEARTBEAT_S": "1",
               "ORDERFLOW_SWEEP_INTERVAL_S": "0.5", "ORDERFLOW_EFFECT_TIMEOUT_S": "2",
               "ORDERFLOW_RETRY_BASE_S": "0.2", "ORDERFLOW_RETRY_CAP_S": "2",
-              "ORDERFLOW_RETRY_MAX_ATTEMPTS": "12", "ORDERFLOW_PARK_TIMEOUT_S": "900"}
+              "ORDERFLOW_RETRY_MAX_ATTEMPTS": "12", "ORDERFLOW_PARK_TIMEOUT_S": "900",
+              "ORDERFLOW_STUCK_AFTER_S": "45"}
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Report:
     duplicates_sent: int = 0
     swapped: int = 0
     worker_kills: int = 0
-    worker_restarts: int = 0  # exits the supervisor saw (not kills), e.g. no broker at start
+    worker_restarts: int = 0  # exits the supervisor saw (not kills): no broker at start, or stuck
     broker_kills: int = 0
     orders: int = 0
     right: int = 0
@@ -208,9 +209,7 @@ class Chaos:
         say(f"traffic in and {self.report.worker_kills} workers and {self.report.broker_kills} "
             "broker killed; waiting for every order to settle")
         settle_from = time.monotonic()
-        for worker in self.workers:
-            self._supervise()
-            worker.wait_ready(timeout=180)
+        self._all_ready(timeout_s=240)
         self._settle(made.events)
         self.report.settle_s = time.monotonic() - settle_from
         self._check(made.events)
@@ -265,6 +264,24 @@ class Chaos:
         self.broker.start()
         self.report.broker_kills += 1
         say("the broker is back")
+
+    def _all_ready(self, timeout_s: float) -> None:
+        """Wait until every worker is ready, restarting any that exits meanwhile (a worker stuck
+        out of its group stops itself after ORDERFLOW_STUCK_AFTER_S, 45 s here)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._supervise()
+            if all(self._ready(worker) for worker in self.workers):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"not every worker was ready within {timeout_s:g}s")
+
+    @staticmethod
+    def _ready(worker: Worker) -> bool:
+        try:
+            return worker.get("/ready", timeout=2)[0] == 200
+        except OSError:
+            return False
 
     def _supervise(self) -> None:
         """What a supervisor does: restart a worker that exited (e.g. started while the broker was

@@ -103,6 +103,9 @@ class Settings:
     #: ORDERFLOW_SHUTDOWN_TIMEOUT_S: how long a stopping worker waits for its events in flight to
     #: finish (they are flushed, acked and committed); what is left is handed back uncommitted.
     shutdown_timeout_s: float = 30.0
+    #: ORDERFLOW_STUCK_AFTER_S: a worker that was ready and then stays not ready (in a rebalance
+    #: or a recovery) longer than this stops with exit 1, for its supervisor to restart it; 0: never.
+    stuck_after_s: float = 600.0
     #: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
     #: KAFKA_SSL_CAFILE: security for real clusters (PLAINTEXT by default).
     security_protocol: str = "PLAINTEXT"
@@ -144,6 +147,7 @@ class Settings:
             ),
             sweep_interval_s=_number(e, "ORDERFLOW_SWEEP_INTERVAL_S", cls.sweep_interval_s, 0.01),
             shutdown_timeout_s=_number(e, "ORDERFLOW_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s, 0.0),
+            stuck_after_s=_number(e, "ORDERFLOW_STUCK_AFTER_S", cls.stuck_after_s, 0.0),
             on_terminal_failure=e.get("ORDERFLOW_ON_TERMINAL_FAILURE", cls.on_terminal_failure),
             security_protocol=e.get("KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper(),
             sasl_mechanism=e.get("KAFKA_SASL_MECHANISM", cls.sasl_mechanism),

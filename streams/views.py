@@ -24,6 +24,7 @@ from yarl import URL
 from schemas.envelope import ID_RULE, id_problem
 from streams import drawing
 from streams.app import app, lifecycle, settings
+from streams.engine.supervision import is_ready
 from streams.machine import view
 from streams.stats import merge
 
@@ -181,9 +182,7 @@ class ReadyView(View):
     """Ready only while the order agent runs and the partitions are assigned and recovered."""
 
     async def get(self, request: Request) -> Response:
-        recovery = getattr(app.tables, "recovery", None)
-        ready = bool(_agent().agent_state.running and not app.rebalancing and recovery is not None
-                     and recovery.completed.is_set() and app.assignor.assigned_actives())
+        ready = is_ready(app)
         return self.json({"ready": ready}, status=200 if ready else 503)
 
 

@@ -64,4 +64,42 @@ def stop_worker(app: Any, reason: BaseException) -> None:
     log.critical("stopping the worker after a fatal error: %r", reason)
     if worker.crash_reason is None:
         worker.crash_reason = reason  # mode re-raises it once stopped: exit code 1
+    arm_hard_exit(float(getattr(app, "shutdown_timeout_s", 30.0)) + HARD_EXIT_GRACE_S)
     worker._schedule_shutdown(signal.SIGTERM)
+
+
+def is_ready(app: Any) -> bool:
+    """The worker's readiness (`/ready`): its agent runs, no rebalance is under way, its tables
+    are recovered, and it holds partitions."""
+    recovery = getattr(app.tables, "recovery", None)
+    state = getattr(app, "agent_state", None)
+    return bool(state is not None and state.running and not app.rebalancing
+                and recovery is not None and recovery.completed.is_set()
+                and app.assignor.assigned_actives())
+
+
+class StuckWatch:
+    """A worker that stays not ready past `limit_s` after it was ready once (a rebalance or a
+    recovery that never ends: seen once in a chaos run, a worker stuck after its broker was
+    SIGKILLed mid-assignment, silent for minutes) stops with exit 1, for its supervisor to start
+    it afresh, rather than sit out of the group for good while answering /health."""
+
+    def __init__(self, limit_s: float, clock: Any = None) -> None:
+        import time
+
+        self.limit_s = limit_s
+        self._clock = clock or time.monotonic
+        self._since: float | None = None
+        self._was_ready = False
+
+    def stuck(self, ready: bool) -> bool:
+        """Feed the current readiness; True once not ready for longer than the limit."""
+        now = self._clock()
+        if ready:
+            self._was_ready, self._since = True, None
+            return False
+        if not self._was_ready or self.limit_s <= 0:
+            return False  # still starting (a cold recovery may take long), or the watch is off
+        if self._since is None:
+            self._since = now
+        return now - self._since > self.limit_s
