@@ -41,7 +41,7 @@ from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.flow import refetch_starved
-from streams.engine.supervision import StuckWatch, is_ready, stop_worker
+from streams.engine.supervision import HARD_EXIT_GRACE_S, StuckWatch, is_ready, stop_worker
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -84,11 +84,11 @@ async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
 agent_state = app.agent_state
 
 
-def _crash(exc: BaseException) -> None:
+def _crash(exc: BaseException, hard_exit_after_s: float | None = None) -> None:
     """Something a message cannot explain failed (Kafka itself, most likely): stop the worker."""
     agent_state.running = False
     agent_state.failure = exc
-    stop_worker(app, exc)
+    stop_worker(app, exc, hard_exit_after_s)
 
 
 def _current(event: Any) -> bool:
@@ -322,8 +322,9 @@ _stuck = StuckWatch(settings.stuck_after_s)
 async def watch_readiness() -> None:
     """Stop a worker stuck out of its group (see streams/engine/supervision.py, StuckWatch)."""
     if _stuck.stuck(is_ready(app)):
+        # stuck, it has nothing in flight to finish, and its stop may hang too: a short bound
         _crash(RuntimeError(f"not ready for over {settings.stuck_after_s:g}s: stuck in a rebalance "
-                            "or a recovery"))
+                            "or a recovery"), hard_exit_after_s=HARD_EXIT_GRACE_S)
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]

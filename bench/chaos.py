@@ -283,6 +283,17 @@ class Chaos:
         except OSError:
             return False
 
+    def _say_lag(self) -> None:
+        """After a minute without settling: each worker's consumer lag, to see what waits."""
+        for worker in self.workers:
+            try:
+                _status, text = worker.get("/metrics", timeout=5)
+            except OSError:
+                continue
+            lag = [line for line in str(text).splitlines()
+                   if line.startswith("orderflow_consumer_lag{") and not line.endswith(" 0.0")]
+            say(f"  {worker.name} lag: {'; '.join(lag) or 'none'}")
+
     def _supervise(self) -> None:
         """What a supervisor does: restart a worker that exited (e.g. started while the broker was
         down, it cannot bootstrap and exits 1)."""
@@ -328,6 +339,8 @@ class Chaos:
             if done == len(models):
                 return
             say(f"  … {done} of {len(models)} orders settled")
+            if time.monotonic() > deadline - self.options.settle_timeout_s + 60:
+                self._say_lag()
             time.sleep(3)
 
     def _check(self, events: list[dict[str, Any]]) -> None:

@@ -2,11 +2,13 @@
 
 Faust takes a partition out of its fetch set when the agent's queue is under pressure
 (`Consumer.on_buffer_full`) and puts it back when mode's queue calls the partition's pressure-drop
-callback as the queue drains (`on_buffer_drop`). In a chaos run (bench/chaos.py) a restarted worker
-took over two partitions, processed a burst of their backlog, and then never fetched them again:
-thousands of events behind, the worker otherwise healthy, idle, and ready. A partition that is
-assigned, not paused (Faust pauses partitions itself during a recovery), and not in the fetch set
-while the agent's queue has drained is put back; each time is logged with Faust's sets.
+callback as the queue drains (`on_buffer_drop`); it also pauses stream partitions during a recovery
+and resumes them all when the recovery completes. In a chaos run (bench/chaos.py) a restarted
+worker took over two partitions, processed a burst of their backlog, and then never fetched them
+again: thousands of events behind, the worker otherwise healthy, idle, and ready. So once the
+recovery is complete, no rebalance is under way and the agent's queue has drained, an assigned
+stream partition out of the fetch set (paused or not) is put back, as Faust's own end of recovery
+would; each time is logged with Faust's sets.
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ def refetch_starved(app: Any, queue: Any, topics: Collection[str]) -> list[Any]:
     consumer = app.consumer
     active = consumer._get_active_partitions()
     paused = consumer._paused_partitions
-    starved = [tp for tp in consumer.assignment()
-               if tp.topic in topics and tp not in active and tp not in paused]
+    starved = [tp for tp in consumer.assignment() if tp.topic in topics and tp not in active]
     if starved:
         log.warning("partitions %s were out of Faust's fetch set with the queue drained (%d queued, "
-                    "buffered %s, pressure callbacks pending %d); fetching them again",
+                    "paused %s, buffered %s, pressure callbacks pending %d); fetching them again",
                     sorted((tp.topic, tp.partition) for tp in starved), queue.qsize(),
+                    sorted((tp.topic, tp.partition) for tp in paused & set(starved)),
                     sorted((tp.topic, tp.partition) for tp in consumer._buffered_partitions),
                     len(getattr(queue, "_pending_pressure_drop_callbacks", ())))
         for tp in starved:
             consumer._buffered_partitions.discard(tp)
+            paused.discard(tp)
             active.add(tp)
     return starved

@@ -54,8 +54,9 @@ def arm_hard_exit(seconds: float) -> None:
 _armed = False
 
 
-def stop_worker(app: Any, reason: BaseException) -> None:
-    """Stop the whole worker, to exit non-zero with `reason` (a supervisor restarts it)."""
+def stop_worker(app: Any, reason: BaseException, hard_exit_after_s: float | None = None) -> None:
+    """Stop the whole worker, to exit non-zero with `reason` (a supervisor restarts it); the
+    process ends after `hard_exit_after_s` (default: the shutdown timeout and a grace) at most."""
     root = app.beacon.root
     worker = root.data if root is not None else None
     if not isinstance(worker, mode.Worker):  # not under `faust worker` (tests): crash the app
@@ -64,7 +65,9 @@ def stop_worker(app: Any, reason: BaseException) -> None:
     log.critical("stopping the worker after a fatal error: %r", reason)
     if worker.crash_reason is None:
         worker.crash_reason = reason  # mode re-raises it once stopped: exit code 1
-    arm_hard_exit(float(getattr(app, "shutdown_timeout_s", 30.0)) + HARD_EXIT_GRACE_S)
+    if hard_exit_after_s is None:
+        hard_exit_after_s = float(getattr(app, "shutdown_timeout_s", 30.0)) + HARD_EXIT_GRACE_S
+    arm_hard_exit(hard_exit_after_s)
     worker._schedule_shutdown(signal.SIGTERM)
 
 

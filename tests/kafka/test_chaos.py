@@ -10,6 +10,7 @@ import pytest
 from bench.chaos import Options, run
 
 
+@pytest.mark.timeout(900)  # a worker stuck by the broker kill stops itself after 45 s, then restarts
 def test_chaos_loses_nothing_and_does_nothing_twice(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     report = run(Options(orders=300, clients=30, rate=100.0, kill_every_s=5.0, min_kills=3,
