@@ -41,7 +41,7 @@ from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.flow import refetch_starved
-from streams.engine.supervision import HARD_EXIT_GRACE_S, StuckWatch, is_ready, stop_worker
+from streams.engine.supervision import HARD_EXIT_GRACE_S, StuckWatch, in_rebalance, stop_worker
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -318,10 +318,10 @@ async def send_ticks() -> None:
 _stuck = StuckWatch(settings.stuck_after_s)
 
 
-@app.timer(5.0)
+@app.timer(2.0)
 async def watch_readiness() -> None:
     """Stop a worker stuck out of its group (see streams/engine/supervision.py, StuckWatch)."""
-    if _stuck.stuck(is_ready(app)):
+    if _stuck.stuck(in_rebalance(app)):
         # stuck, it has nothing in flight to finish, and its stop may hang too: a short bound
         _crash(RuntimeError(f"not ready for over {settings.stuck_after_s:g}s: stuck in a rebalance "
                             "or a recovery"), hard_exit_after_s=HARD_EXIT_GRACE_S)

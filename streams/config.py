@@ -103,8 +103,8 @@ class Settings:
     #: ORDERFLOW_SHUTDOWN_TIMEOUT_S: how long a stopping worker waits for its events in flight to
     #: finish (they are flushed, acked and committed); what is left is handed back uncommitted.
     shutdown_timeout_s: float = 30.0
-    #: ORDERFLOW_STUCK_AFTER_S: a worker that was ready and then stays not ready (in a rebalance
-    #: or a recovery) longer than this stops with exit 1, for its supervisor to restart it; 0: never.
+    #: ORDERFLOW_STUCK_AFTER_S: a worker in a rebalance or a table recovery for longer than this
+    #: stops with exit 1, for its supervisor to restart it (above the longest cold recovery); 0: never.
     stuck_after_s: float = 600.0
     #: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
     #: KAFKA_SSL_CAFILE: security for real clusters (PLAINTEXT by default).

@@ -81,11 +81,17 @@ def is_ready(app: Any) -> bool:
                 and app.assignor.assigned_actives())
 
 
+def in_rebalance(app: Any) -> bool:
+    """True while a rebalance or a table recovery is under way (or has not finished yet)."""
+    recovery = getattr(app.tables, "recovery", None)
+    return bool(app.rebalancing or recovery is None or not recovery.completed.is_set())
+
+
 class StuckWatch:
-    """A worker that stays not ready past `limit_s` after it was ready once (a rebalance or a
-    recovery that never ends: seen once in a chaos run, a worker stuck after its broker was
-    SIGKILLed mid-assignment, silent for minutes) stops with exit 1, for its supervisor to start
-    it afresh, rather than sit out of the group for good while answering /health."""
+    """A worker in a rebalance or a recovery for longer than `limit_s` without end (seen in chaos
+    runs: a worker assigned partitions just as its broker was SIGKILLed went silent for good, out
+    of the group while answering /health) stops with exit 1, for its supervisor to start it
+    afresh. The limit must exceed the longest recovery expected (a cold start included)."""
 
     def __init__(self, limit_s: float, clock: Any = None) -> None:
         import time
@@ -93,16 +99,13 @@ class StuckWatch:
         self.limit_s = limit_s
         self._clock = clock or time.monotonic
         self._since: float | None = None
-        self._was_ready = False
 
-    def stuck(self, ready: bool) -> bool:
-        """Feed the current readiness; True once not ready for longer than the limit."""
-        now = self._clock()
-        if ready:
-            self._was_ready, self._since = True, None
+    def stuck(self, rebalancing: bool) -> bool:
+        """Feed whether a rebalance or recovery is under way; True once it lasted past the limit."""
+        if not rebalancing or self.limit_s <= 0:
+            self._since = None
             return False
-        if not self._was_ready or self.limit_s <= 0:
-            return False  # still starting (a cold recovery may take long), or the watch is off
+        now = self._clock()
         if self._since is None:
             self._since = now
         return now - self._since > self.limit_s
