@@ -50,6 +50,8 @@ class ClosedOrders:
             else:
                 self.table[order_id] = marker
             return
+        if not self._is_current(event):  # a job from before a rebalance: redone by its new owner
+            return
         self._dirty[order_id] = (event, marker)
 
     def write(self) -> bool:

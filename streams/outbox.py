@@ -44,6 +44,8 @@ class LetterOutbox:
         if event is None:  # no Kafka event to wait for (not called from a stream): send it now
             self._send(letter, key)
             return
+        if not self._is_current(event):  # from before a rebalance: the redo sends it
+            return
         self._pending.append((event, letter, key))
 
     def refused_before(self, partition: int, offset: int) -> bool:
@@ -55,6 +57,8 @@ class LetterOutbox:
 
     def refuse(self, event: Any, partition: int, offset: int, letter: Letter, key: bytes | None) -> None:
         """Queue the letter of a refused message and remember its offset with it."""
+        if not self._is_current(event):  # from before a rebalance: the redo refuses it again
+            return
         self.add(event, letter, key)
         if offset > self._refused.get(partition, -1):
             self._refused[partition] = offset

@@ -58,7 +58,7 @@ class OrderStore:
             return None
         order = dict(value)
         event = current_event()
-        if event is not None:
+        if event is not None and self._is_current(event):
             self._remember(order_id, event.message.partition, order)
         return order
 
@@ -67,6 +67,11 @@ class OrderStore:
         event = current_event()
         if event is None:  # no Kafka event (unit tests with the in-memory table): write through
             self.table[order["order_id"]] = order
+            return
+        if not self._is_current(event):
+            # A job that began before a rebalance and ended after it: its change is redone from
+            # the committed offset. Keeping it (even in the cache) let the redo start from it: a
+            # chaos run lost a dead letter that way (the stale order said it was sent).
             return
         self._dirty[order["order_id"]] = (event, order)
         self._remember(order["order_id"], event.message.partition, order)
@@ -78,6 +83,8 @@ class OrderStore:
         event = current_event()
         if event is None:  # no Kafka event (unit tests with the in-memory table): at once
             self.table.pop(order_id, None)
+            return
+        if not self._is_current(event):  # from before a rebalance: redone (see `put`)
             return
         self._dirty[order_id] = (event, None)
         self._cache.pop(order_id, None)
@@ -140,7 +147,8 @@ class OrderStore:
         (the chaos run found 18 of 10,000), because the redo found the order existing. Checked once
         per order while it stays cached, so an order's later saves cost nothing here."""
         event = current_event()
-        if self.clients is None or event is None or order["order_id"] in self._indexed:
+        if self.clients is None or event is None or order["order_id"] in self._indexed \
+                or not self._is_current(event):
             return
         client_id = order["client_id"]
         pending = self._dirty_clients.get(client_id)

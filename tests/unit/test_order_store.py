@@ -66,3 +66,28 @@ def test_a_new_order_joins_its_client_s_list() -> None:
     _in_event_context(store, {**new_order(make_event("o1", "created", client_id="c1"), 1.0),
                               "status": "created", "version": 1})
     assert clients["c1"] == ["o0", "o1"]
+
+
+class StaleEvent(KafkaEvent):
+    """An event fetched before the last rebalance (its job began before it and ended after)."""
+
+
+def test_a_change_made_by_a_job_from_before_a_rebalance_is_not_seen_by_the_redo() -> None:
+    orders = Table({"o1": {**new_order(make_event("o1", "created"), 1.0), "status": "created",
+                           "version": 1}})
+    store = OrderStore(orders, "events", Table(), is_current=lambda e: not isinstance(e, StaleEvent))
+    stale = StaleEvent()
+    token = _current_event.set(weakref.ref(stale))
+    try:
+        store.put({**orders["o1"], "status": "cancelled", "version": 2,
+                   "letters": {"x": 1.0}})  # its letter was dropped as stale: never sent
+    finally:
+        _current_event.reset(token)
+    current = KafkaEvent()
+    token = _current_event.set(weakref.ref(current))
+    try:
+        order = store.get("o1")  # the redo, in the new generation
+    finally:
+        _current_event.reset(token)
+    assert order is not None and order["version"] == 1 and "x" not in order.get("letters", {})
+    assert store.write_dirty() and orders["o1"]["version"] == 1
