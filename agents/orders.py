@@ -41,7 +41,7 @@ from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.flow import refetch_starved
-from streams.engine.supervision import HARD_EXIT_GRACE_S, StuckWatch, in_rebalance, stop_worker
+from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -315,16 +315,13 @@ async def send_ticks() -> None:
             await retry_topic.send(key=b"tick", value=TICK, partition=tp.partition)
 
 
-_stuck = StuckWatch(settings.stuck_after_s)
-
-
-@app.timer(2.0)
-async def watch_readiness() -> None:
+@app.on_worker_init.connect  # type: ignore[arg-type]
+def _watch_for_stuck(app: faust.App, **_: Any) -> None:
     """Stop a worker stuck out of its group (see streams/engine/supervision.py, StuckWatch)."""
-    if _stuck.stuck(in_rebalance(app)):
-        # stuck, it has nothing in flight to finish, and its stop may hang too: a short bound
-        _crash(RuntimeError(f"not ready for over {settings.stuck_after_s:g}s: stuck in a rebalance "
-                            "or a recovery"), hard_exit_after_s=HARD_EXIT_GRACE_S)
+    # stuck, it has nothing in flight to finish, and its stop may hang too: a short bound
+    watch_for_stuck(app, settings.stuck_after_s, lambda: _crash(
+        RuntimeError(f"in a rebalance or recovery for over {settings.stuck_after_s:g}s"),
+        hard_exit_after_s=HARD_EXIT_GRACE_S))
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -9,10 +9,12 @@ mode re-raises it after stopping, and the process exits 1.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import mode
@@ -81,6 +83,31 @@ def is_ready(app: Any) -> bool:
                 and app.assignor.assigned_actives())
 
 
+def watch_for_stuck(app: Any, limit_s: float, stop: Any, every_s: float = 2.0) -> None:
+    """Run `StuckWatch` in a thread of its own, from the worker's start: Faust starts the app's
+    timers only once the first rebalance is done, and a chaos run left restarted workers stuck in
+    exactly that first rebalance. When stuck: `stop()` on the event loop, and a hard exit 15 s
+    later should the stop hang (or the loop not answer)."""
+    if limit_s <= 0:
+        return
+    loop = asyncio.get_event_loop()
+    watch = StuckWatch(limit_s)
+
+    def run() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                stuck = watch.stuck(in_rebalance(app))
+            except Exception:  # read from another thread: a torn read now and then is harmless
+                continue
+            if stuck:
+                log.critical("in a rebalance or recovery for over %.0fs: stopping the worker", limit_s)
+                arm_hard_exit(HARD_EXIT_GRACE_S)
+                loop.call_soon_threadsafe(stop)
+                return
+    threading.Thread(target=run, name="stuck-watch", daemon=True).start()
+
+
 def in_rebalance(app: Any) -> bool:
     """True while a rebalance or a table recovery is under way (or has not finished yet)."""
     recovery = getattr(app.tables, "recovery", None)
@@ -94,8 +121,6 @@ class StuckWatch:
     afresh. The limit must exceed the longest recovery expected (a cold start included)."""
 
     def __init__(self, limit_s: float, clock: Any = None) -> None:
-        import time
-
         self.limit_s = limit_s
         self._clock = clock or time.monotonic
         self._since: float | None = None
