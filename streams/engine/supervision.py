@@ -9,7 +9,7 @@ mode re-raises it after stopping, and the process exits 1.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -90,7 +90,6 @@ def watch_for_stuck(app: Any, limit_s: float, stop: Any, every_s: float = 2.0) -
     later should the stop hang (or the loop not answer)."""
     if limit_s <= 0:
         return
-    loop = asyncio.get_event_loop()
     watch = StuckWatch(limit_s)
 
     def run() -> None:
@@ -98,14 +97,17 @@ def watch_for_stuck(app: Any, limit_s: float, stop: Any, every_s: float = 2.0) -
             time.sleep(every_s)
             try:
                 stuck = watch.stuck(in_rebalance(app))
-            except Exception:  # read from another thread: a torn read now and then is harmless
+            except Exception as exc:  # read from another thread: a torn read now and then
+                log.debug("stuck watch: %r", exc)
                 continue
             if stuck:
                 log.critical("in a rebalance or recovery for over %.0fs: stopping the worker", limit_s)
                 arm_hard_exit(HARD_EXIT_GRACE_S)
-                loop.call_soon_threadsafe(stop)
+                with contextlib.suppress(Exception):  # the hard exit ends it if this cannot
+                    app.loop.call_soon_threadsafe(stop)
                 return
     threading.Thread(target=run, name="stuck-watch", daemon=True).start()
+    log.info("stuck watch: a rebalance or recovery longer than %.0fs stops the worker", limit_s)
 
 
 def in_rebalance(app: Any) -> bool:

@@ -70,3 +70,21 @@ def test_a_fault_no_message_explains_stops_the_worker_non_zero(
     log = worker.log_path.read_text(errors="replace")
     assert "stopping the worker after a fatal error" in log
     assert "dead-letter topic refused the letter (planted)" in log
+
+
+def test_a_worker_in_one_rebalance_past_the_stuck_limit_stops_non_zero(
+    settings_factory: SettingsFactory, tmp_path
+) -> None:
+    # A worker SIGKILLed stays in its group until its session times out (30 s here), so the next
+    # worker's first rebalance waits that long: with a limit of 3 s it counts as stuck, which also
+    # proves the watch runs from the worker's start (Faust's own timers start only after it).
+    from streams.topics import create_topics
+
+    settings = settings_factory(ORDERFLOW_PARTITIONS="2")
+    create_topics(settings)
+    first = Worker(settings, tmp_path, "first", ORDERFLOW_SESSION_TIMEOUT_S="30").start().wait_ready()
+    first.kill()
+    second = Worker(settings, tmp_path, "second", ORDERFLOW_STUCK_AFTER_S="3").start()
+    assert second.proc is not None
+    assert second.proc.wait(60) != 0
+    assert "in a rebalance or recovery for over" in second.log_path.read_text(errors="replace")
