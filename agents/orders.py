@@ -15,12 +15,11 @@ import functools
 import json
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.streams import _current_event, current_event
+from faust.streams import current_event
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
@@ -40,6 +39,7 @@ from streams.batches import batches
 from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
+from streams.engine.context import detached, set_current, write_in_context
 from streams.engine.flow import refetch_starved
 from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
 from streams.errors import InvalidEvent
@@ -57,7 +57,6 @@ from streams.outbox import LetterOutbox
 from streams.processor import Policy, Processor
 from streams.retry import Backoff, DueIndex
 from streams.state import OrderStore
-from streams.state import write_in_context as _write
 from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
@@ -146,14 +145,11 @@ def _before_flush(batch: list[Any]) -> bool:
 def _write_counters(batch: list[Any]) -> None:
     """Each changed partition's counters, in the changelog partition of one of its events here."""
     contexts = {event.message.partition: event for event in batch if _current(event)}
-    token = _current_event.set(None)
-    try:
+    with detached():
         for partition in [p for p in stats.dirty if p in contexts]:
             record = stats.persisted(partition)
-            if not _write(stats_table, str(partition), contexts[partition], record):
+            if not write_in_context(stats_table, str(partition), contexts[partition], record):
                 stats.dirty.add(partition)  # changelog metadata not known yet: the next flush
-    finally:
-        _current_event.reset(token)
 
 
 acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current,
@@ -191,7 +187,7 @@ async def _process(stream: Any) -> None:
     async for batch in batches(stream):
         for event in batch:
             if _current(event):  # else fetched before a rebalance (during this batch): redelivered
-                _current_event.set(weakref.ref(event))  # the partition of its table writes
+                set_current(event)  # the partition of its table writes
                 await _on_event(event)
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from faust.streams import _current_event, current_event
+from faust.streams import current_event
 
-from streams.state import delete_in_context, scan_table, write_in_context
+from streams.engine.context import delete_in_context, detached, write_in_context
+from streams.state import scan_table
 
 Marker = dict[str, Any]
 
@@ -57,8 +58,7 @@ class ClosedOrders:
     def write(self) -> bool:
         """Write every changed marker; False when some must wait (changelog not known yet)."""
         dirty, self._dirty = self._dirty, {}
-        token = _current_event.set(None)
-        try:
+        with detached():
             for order_id, (event, marker) in dirty.items():
                 if not self._is_current(event):
                     continue  # from before a rebalance: redone by the new owner
@@ -66,8 +66,6 @@ class ClosedOrders:
                         else delete_in_context(self.table, order_id, event))
                 if not done:
                     self._dirty.setdefault(order_id, (event, marker))
-        finally:
-            _current_event.reset(token)
         return not self._dirty
 
     def forget(self, partitions: Iterable[int]) -> None:

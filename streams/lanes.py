@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faust.streams import _current_event
+from streams.engine.context import set_current
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Lanes:
                 queue.task_done()  # fetched before a rebalance: Faust redelivers it, never ack it
                 continue
             try:
-                _current_event.set(weakref.ref(event) if event is not None else None)
+                set_current(event)
                 await job()
             except asyncio.CancelledError:
                 raise

@@ -18,12 +18,10 @@ Such a second copy has the same `id` (`streams.deadletters`), and every reader c
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from faust.exceptions import PartitionsMismatch
-from faust.streams import _current_event
+from streams.engine.context import detached, write_in_context
 
 Letter = dict[str, Any]
 
@@ -72,19 +70,13 @@ class LetterOutbox:
             if self._is_current(event):  # else fetched before a rebalance: redone by the new owner
                 self._send(letter, key)
         marks, self._dirty_marks = self._dirty_marks, {}
-        token = _current_event.set(None)
-        try:
+        with detached():
             for partition, event in marks.items():
                 if not self._is_current(event):
                     self._refused.pop(partition, None)  # reread: the change is redone
-                    continue
-                _current_event.set(weakref.ref(event))
-                try:
-                    self._marks[_mark_key(partition)] = self._refused[partition]
-                except PartitionsMismatch:
+                elif not write_in_context(self._marks, _mark_key(partition), event,
+                                          self._refused[partition]):
                     self._dirty_marks[partition] = event
-        finally:
-            _current_event.reset(token)
         return not self._dirty_marks
 
     def forget(self, partitions: Iterable[int]) -> None:

@@ -16,14 +16,13 @@ loses only changes whose events are redone.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from faust.exceptions import PartitionsMismatch
-from faust.streams import _current_event, current_event
+from faust.streams import current_event
 
+from streams.engine.context import delete_in_context, detached, write_in_context
 from streams.machine import Order
 
 log = logging.getLogger(__name__)
@@ -102,8 +101,7 @@ class OrderStore:
         partitions right after creating it): those stay dirty, and their events must not be acked."""
         dirty, self._dirty = self._dirty, {}
         clients, self._dirty_clients = self._dirty_clients, {}
-        token = _current_event.set(None)
-        try:
+        with detached():
             for order_id, (event, order) in dirty.items():
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
@@ -116,8 +114,6 @@ class OrderStore:
                     self._indexed.difference_update(ids)
                 elif not write_in_context(self.clients, client_id, event, ids):
                     self._dirty_clients.setdefault(client_id, (event, ids))
-        finally:
-            _current_event.reset(token)
         return not self._dirty and not self._dirty_clients
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -234,25 +230,3 @@ def _active_value(table: Any, key: str, partitions: list[int]) -> Any:
         if raw is not None:
             return store._decode_value(raw)
     return None
-
-
-def delete_in_context(table: Any, key: str, event: Any) -> bool:
-    """`del table[key]` (a changelog tombstone) in `event`'s changelog partition; see below."""
-    _current_event.set(weakref.ref(event))
-    try:
-        if key in table:
-            del table[key]
-    except PartitionsMismatch:
-        return False
-    return True
-
-
-def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:
-    """`table[key] = value` in `event`'s changelog partition; False while Faust does not know the
-    changelog topic's partitions yet (right after creating it)."""
-    _current_event.set(weakref.ref(event))
-    try:
-        table[key] = value
-    except PartitionsMismatch:
-        return False
-    return True

@@ -1,0 +1,57 @@
+"""Faust's current-event context, in one place.
+
+Faust writes a table change to the changelog partition of the *current event* (a context variable
+its stream iterator sets, `faust.streams._current_event`). Our lanes and the ack loop's flush run
+outside that iterator, so they set it themselves: per job, and per record when a flush writes
+changes of many partitions.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faust.exceptions import PartitionsMismatch
+from faust.streams import _current_event
+
+__all__ = ["delete_in_context", "detached", "set_current", "write_in_context"]
+
+
+def set_current(event: Any) -> None:
+    """Make `event` (or None) the current event of this task's context."""
+    _current_event.set(weakref.ref(event) if event is not None else None)
+
+
+@contextmanager
+def detached() -> Iterator[None]:
+    """Run a block with no current event, then put back the one there was (a flush sets one per
+    record it writes; the caller's own must survive)."""
+    token = _current_event.set(None)
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:
+    """`table[key] = value` in `event`'s changelog partition; False while Faust does not know the
+    changelog topic's partitions yet (right after creating it)."""
+    set_current(event)
+    try:
+        table[key] = value
+    except PartitionsMismatch:
+        return False
+    return True
+
+
+def delete_in_context(table: Any, key: str, event: Any) -> bool:
+    """`del table[key]` (a changelog tombstone) in `event`'s changelog partition; as above."""
+    set_current(event)
+    try:
+        if key in table:
+            del table[key]
+    except PartitionsMismatch:
+        return False
+    return True
