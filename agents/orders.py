@@ -25,9 +25,9 @@ from schemas.envelope import decode
 from streams.acks import FlushThenAck
 from streams.app import (
     app,
-    clients_table,
     closed_table,
     dlq_topic,
+    index_table,
     inputs,
     lifecycle,
     orders_table,
@@ -42,6 +42,7 @@ from streams.effects import Effects
 from streams.engine.context import detached, set_current, write_in_context
 from streams.engine.flow import refetch_starved
 from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
+from streams.engine.tables import BufferedTable
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -49,20 +50,21 @@ from streams.gaps import (
     refuse_acks_of_skipped,
     seek_uncommitted_to_beginning,
 )
+from streams.index import Due, OrderIndex
 from streams.kafka_clients import client_config
 from streams.lanes import Lanes
-from streams.machine import Limits, Order, next_due
+from streams.machine import Limits
 from streams.metrics import Metrics
 from streams.outbox import LetterOutbox
 from streams.processor import Policy, Processor
-from streams.retry import Backoff, DueIndex
+from streams.retry import Backoff
 from streams.state import OrderStore
 from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
 
 TICK = b'{"kind":"tick"}'
-SWEEP_EVERY_S = min(3600.0, max(settings.idempotency_retention_s / 10, 1.0))
+DUE_PER_TICK = 500  # due orders one tick hands to the lanes, per partition (the rest: next tick)
 
 
 async def _send_dead_letter(letter: dict[str, Any]) -> None:
@@ -108,12 +110,13 @@ def _lag() -> dict[tuple[str, int], int]:
     return lag
 
 
-store = OrderStore(orders_table, settings.events_topic, clients_table, settings.order_cache, _current)
+store = OrderStore(orders_table, settings.events_topic, settings.order_cache, _current)
+index_entries = BufferedTable(index_table, _current)
+index = OrderIndex(index_entries, known_size=settings.order_cache)
 stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
 closed = ClosedOrders(closed_table, _current)
 lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
 metrics = Metrics(stats, lanes.depth, _lag)
-due = DueIndex()
 effects = Effects(settings.effects_url, settings.effect_timeout_s)
 processor = Processor(
     store=store, lifecycle=lifecycle,
@@ -126,7 +129,7 @@ processor = Processor(
     closed=closed,
     effects=effects,
     backoff=Backoff(settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts),
-    due=due, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
+    index=index, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
     stats=stats, observe_latency=metrics.observe_latency,
 )
 outbox = LetterOutbox(_produce_letter, stats_table, _current)
@@ -137,9 +140,10 @@ def _before_flush(batch: list[Any]) -> bool:
     then the counters of the partitions whose events this flush acks (streams/stats.py)."""
     sent = outbox.send()
     written = store.write_dirty()
+    entries = index_entries.write()
     markers = closed.write()
     _write_counters(batch)
-    return sent and written and markers
+    return sent and written and entries and markers
 
 
 def _write_counters(batch: list[Any]) -> None:
@@ -154,7 +158,7 @@ def _write_counters(batch: list[Any]) -> None:
 
 acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current,
                     after_flush=lambda: stats.flushed())
-_last_sweep: dict[int, float] = {}
+_due_in_flight: dict[int, set[str]] = {}  # per partition: due entries handed to the lanes
 _agent_queue: list[Any] = []  # the agent's channel queue, once it runs
 gaps = GapGuard(client_config(settings), settings.app_id)
 
@@ -263,44 +267,27 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
     if kind != "tick":
         acks.done(event)  # retry notices: the order record holds the retry, the tick fires it
         return
-    now = time.time()
     partition = source.partition
     if _agent_queue:
         refetch_starved(app, _agent_queue[0], (settings.events_topic, settings.retry_topic))
-    sweep: list[str] = []
-    if not due.has(partition) or now - _last_sweep.get(partition, 0.0) >= SWEEP_EVERY_S:
-        due.reset(partition)
-        orders = []
-        for order in store.scan(partition):
-            try:
-                due.set(partition, order["order_id"],
-                        next_due(order, settings.park_timeout_s, settings.finished_retention_s))
-                if _has_expired_ids(order, now - settings.idempotency_retention_s):
-                    sweep.append(order["order_id"])
-            except Exception:  # one unreadable record must not stop the partition's timed work
-                log.exception("order record %.80r of partition %d is unreadable; skipped",
-                              order, partition)
-                continue
-            orders.append(order)
-        for marker in closed.scan(partition):  # markers of removed orders expire too
-            due.set(partition, str(marker.get("order_id")),
-                    float(marker.get("closed_at", 0)) + settings.idempotency_retention_s)
-        stats.rebuild(partition, orders)
-        _last_sweep[partition] = now
-    ready = due.pop_due(partition, now)
-    jobs = [(oid, processor.handle_due) for oid in ready] + [(oid, processor.handle_sweep) for oid in sweep]
-    if not jobs:
+    # Only the entries due now are read (streams/index.py): a tick costs the same at a million
+    # orders held as at ten, after an assignment as at any other time.
+    in_flight = _due_in_flight.setdefault(partition, set())
+    ready = [entry for entry in index.due(partition, time.time(), DUE_PER_TICK + len(in_flight))
+             if entry.key not in in_flight][:DUE_PER_TICK]
+    if not ready:
         acks.done(event)
         return
-    one_done = _countdown(len(jobs), functools.partial(acks.done, event))
-    for order_id, job in jobs:
-        await lanes.submit(order_id, event, functools.partial(job, order_id, source), one_done)
+    one_done = _countdown(len(ready), functools.partial(acks.done, event))
+    for entry in ready:
+        in_flight.add(entry.key)
+        await lanes.submit(entry.order_id, event, functools.partial(processor.handle_due, entry, source),
+                           functools.partial(_due_done, in_flight, entry, one_done))
 
 
-def _has_expired_ids(order: Order, cutoff: float) -> bool:
-    """True when the order remembers an event id or a sent letter's id from before `cutoff`."""
-    return any(times and min(times.values()) <= cutoff
-               for times in (order["seen"], order.get("letters") or {}))
+def _due_done(in_flight: set[str], entry: Due, then: Callable[[], None]) -> None:
+    in_flight.discard(entry.key)
+    then()
 
 
 @app.timer(settings.sweep_interval_s)
@@ -323,11 +310,13 @@ def _watch_for_stuck(app: faust.App, **_: Any) -> None:
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
     gaps.reset()
+    index.forget()
     for tp in revoked:
         if tp.topic == settings.events_topic:
-            due.drop(tp.partition)
+            _due_in_flight.pop(tp.partition, None)
             stats.forget(tp.partition)
             store.forget([tp.partition])
+            index_entries.forget([tp.partition])
             outbox.forget([tp.partition])
             closed.forget([tp.partition])
 

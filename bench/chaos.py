@@ -316,8 +316,16 @@ class Chaos:
         return None
 
     def _orders_of(self, client_id: str) -> dict[str, dict[str, Any]]:
-        body = self._views(f"/clients/{quote(client_id, safe='')}/orders")
-        return {o["order_id"]: o for o in (body or {}).get("orders", [])}
+        """The client's orders, every page of them."""
+        orders: dict[str, dict[str, Any]] = {}
+        cursor = None
+        while True:
+            after = f"&after={cursor}" if cursor else ""
+            body = self._views(f"/clients/{quote(client_id, safe='')}/orders?limit=1000{after}")
+            orders.update({o["order_id"]: o for o in (body or {}).get("orders", [])})
+            cursor = (body or {}).get("next")
+            if not cursor:
+                return orders
 
     def _models(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -97,9 +97,10 @@ orders_table = app.Table(
     partitions=settings.partitions,
 )
 
-# client_id -> the client's order ids, in the orders' partition: the index of /clients/{id}/orders.
-clients_table = app.Table(
-    "client-orders",
+# Ordered entries of the orders (due times, a client's orders, stuck orders; streams/index.py),
+# each in its order's partition.
+index_table = app.Table(
+    "order-index",
     key_type=str,
     partitions=settings.partitions,
 )

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from streams.config import Settings
 from streams.errors import OrderflowError
@@ -146,14 +147,26 @@ def _check(urls: list[str], expected: dict[str, tuple[str, int]], clients: dict[
     right: set[str] = set()
     seen: dict[str, Any] = {}
     for n, client_id in enumerate(sorted(by_client)):
-        status, body = get_json(f"{urls[n % len(urls)]}/clients/{client_id}/orders/")
-        if status != 200 or body is None:
-            continue
-        for order in body["orders"]:
+        for order in _client_orders(urls[n % len(urls)], client_id):
             seen[order["order_id"]] = order
             if (order["status"], order["version"]) == expected.get(order["order_id"]):
                 right.add(order["order_id"])
     return right, seen
+
+
+def _client_orders(url: str, client_id: str) -> list[dict[str, Any]]:
+    """Every order of the client, page by page (what it holds so far, should a worker not answer)."""
+    orders: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        after = f"&after={cursor}" if cursor else ""
+        status, body = get_json(f"{url}/clients/{quote(client_id, safe='')}/orders/?limit=1000{after}")
+        if status != 200 or body is None:
+            return orders
+        orders.extend(body["orders"])
+        cursor = body.get("next")
+        if not cursor:
+            return orders
 
 
 def run(settings: Settings, options: Options) -> int:

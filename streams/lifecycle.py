@@ -6,7 +6,12 @@ an order. A user's own lifecycle is a JSON file (ORDERFLOW_LIFECYCLE) in the sam
 
     {"final": ["delivered"], "transitions": [
         {"from": null, "event": "created", "to": "created"},
-        {"from": "created", "event": "paid", "to": "paid", "effects": ["shipments"]}, ...]}
+        {"from": "created", "event": "paid", "to": "paid", "effects": ["shipments"]}, ...],
+     "timeouts": [{"status": "created", "after_s": 1800, "event": "cancelled"},
+                  {"status": "paid", "after_s": 172800, "stuck": true}]}
+
+A timeout gives an order that stayed `after_s` seconds in `status` a synthetic event of type
+`event` (which that status must accept), or with `"stuck": true` marks it stuck until it moves.
 """
 
 from __future__ import annotations
@@ -29,15 +34,25 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class StatusTimeout:
+    status: str
+    after_s: float
+    event: str | None = None  # the synthetic event's type; None with stuck
+    stuck: bool = False
+
+
+@dataclass(frozen=True)
 class Lifecycle:
     """A checked transitions table with fast look-ups."""
 
     transitions: tuple[Transition, ...]
     final: frozenset[str]
     _index: dict[tuple[str | None, str], Transition] = field(repr=False, compare=False)
+    timeouts: dict[str, StatusTimeout] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def build(cls, rows: Iterable[Transition], final: Iterable[str]) -> Lifecycle:
+    def build(cls, rows: Iterable[Transition], final: Iterable[str],
+              timeouts: Iterable[StatusTimeout] = ()) -> Lifecycle:
         """Check the table and index it; raise LifecycleError on the first inconsistency."""
         rows = tuple(rows)
         final_set = frozenset(final)
@@ -63,7 +78,7 @@ class Lifecycle:
         stranded = sorted(statuses - reachable)
         if stranded:
             raise LifecycleError(f"statuses no event sequence can reach: {', '.join(stranded)}")
-        return cls(rows, final_set, index)
+        return cls(rows, final_set, index, _check_timeouts(timeouts, index, statuses, final_set))
 
     @classmethod
     def from_json(cls, path: Path) -> Lifecycle:
@@ -75,9 +90,10 @@ class Lifecycle:
                 for r in data["transitions"]
             ]
             final = data.get("final", [])
+            timeouts = [_timeout(t) for t in data.get("timeouts", [])]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LifecycleError(f"cannot read lifecycle {path}: {exc}") from None
-        return cls.build(rows, final)
+        return cls.build(rows, final, timeouts)
 
     @cached_property  # read for every event (validation)
     def event_types(self) -> frozenset[str]:
@@ -94,6 +110,38 @@ class Lifecycle:
     def can_ever_take(self, status: str | None, event: str) -> bool:
         """True when some later status reachable from `status` accepts `event` (park, don't reject)."""
         return any(self.step(s, event) is not None for s in _reachable(self.transitions, status))
+
+
+def _timeout(entry: dict[str, object]) -> StatusTimeout:
+    """One entry of a lifecycle file's `timeouts` (shape in the module docstring)."""
+    after = entry["after_s"]
+    if isinstance(after, bool) or not isinstance(after, int | float):
+        raise TypeError(f"timeout of {entry.get('status')!r}: after_s must be a number of seconds")
+    event = entry.get("event")
+    if event is not None and not isinstance(event, str):
+        raise TypeError(f"timeout of {entry.get('status')!r}: event must be an event type")
+    return StatusTimeout(str(entry["status"]), float(after), event, entry.get("stuck") is True)
+
+
+def _check_timeouts(timeouts: Iterable[StatusTimeout], index: dict[tuple[str | None, str], Transition],
+                    statuses: set[str], final: frozenset[str]) -> dict[str, StatusTimeout]:
+    checked: dict[str, StatusTimeout] = {}
+    for t in timeouts:
+        where = f"timeout of status {t.status!r}"
+        if t.status not in statuses:
+            raise LifecycleError(f"{where}: no row reaches that status")
+        if t.status in final:
+            raise LifecycleError(f"{where}: a final status never times out")
+        if t.status in checked:
+            raise LifecycleError(f"{where}: given twice")
+        if not t.after_s > 0 or t.after_s == float("inf"):
+            raise LifecycleError(f"{where}: after_s must be a positive number of seconds")
+        if (t.event is None) == (not t.stuck):
+            raise LifecycleError(f"{where}: give either an event or \"stuck\": true")
+        if t.event is not None and (t.status, t.event) not in index:
+            raise LifecycleError(f"{where}: status {t.status!r} does not take {t.event!r}")
+        checked[t.status] = t
+    return checked
 
 
 def _reachable(rows: tuple[Transition, ...], start: str | None = None) -> set[str]:

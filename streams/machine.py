@@ -11,6 +11,11 @@ event ids it has seen change together: a crash can never apply an event twice or
 that redoes an event finds its failure's letter already sent and does not send a second one.
 
 `status` is None while an order only has parked events (it was never created).
+
+Timed fields: `status_since` (epoch the order entered its status), `timed_out` ("status:version"
+whose timeout already fired: a timeout fires once, whatever its event's outcome), `stuck`
+({"status", "since"} while a `stuck` timeout holds the order), `due_at` (when the order next needs
+a timed look: its entry in the time-ordered index, streams/index.py).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from streams.lifecycle import Lifecycle, Transition
+from streams.lifecycle import Lifecycle, StatusTimeout, Transition
 
 Order = dict[str, Any]
 Event = dict[str, Any]
@@ -107,6 +112,9 @@ def apply(order: Order, event: Event, row: Transition, now: float, limits: Limit
     _record(result, event, row.target, "applied", now, limits)
     result["status"] = row.target
     result["version"] = order["version"] + 1
+    if row.target != order["status"]:
+        result["status_since"] = now
+        result.pop("stuck", None)
     result["retry"] = None
     result["failure"] = None
     return result
@@ -209,15 +217,64 @@ def expire_ids(order: Order, now: float, retention_s: float) -> Order:
     return {**order, "seen": ids, "letters": kept}
 
 
-def next_due(order: Order, park_timeout_s: float, finished_retention_s: float = 0.0) -> float | None:
-    """When this order next needs a timed look (a retry due, a parked event timing out, a finished
-    order to remove; a retention of 0 keeps finished orders forever)."""
-    times = [e["parked_at"] + park_timeout_s for e in order["parked"]]
+@dataclass(frozen=True)
+class Timing:
+    """How long things may wait; 0 (retentions) means forever."""
+
+    park_timeout_s: float
+    finished_retention_s: float = 0.0
+    id_retention_s: float = 0.0
+
+
+def timeout_key(order: Order) -> str:
+    return f"{order['status']}:{order['version']}"
+
+
+def timeout_due(order: Order, lifecycle: Lifecycle) -> tuple[float, StatusTimeout] | None:
+    """When the order's status times out (None: no timeout, or it fired for this status already)."""
+    timeout = lifecycle.timeouts.get(order["status"]) if order["status"] is not None else None
+    if timeout is None or order.get("timed_out") == timeout_key(order):
+        return None
+    since = order.get("status_since")
+    if not isinstance(since, int | float):
+        since = parse_time(order["updated_at"]) or 0.0
+    return since + timeout.after_s, timeout
+
+
+def timeout_event(order: Order, timeout: StatusTimeout, now: float) -> Event:
+    """The synthetic event of a status timeout: its id derives from order, status and version, so
+    it can never fire twice (and an effect it calls has the same Idempotency-Key on any worker)."""
+    return {"event_id": f"timeout:{order['order_id']}:{order['status']}:{order['version']}",
+            "order_id": order["order_id"], "client_id": order["client_id"], "type": timeout.event,
+            "occurred_at": rfc3339(now), "schema_version": 1,
+            "payload": {"timeout": {"status": order["status"], "after_s": timeout.after_s}}}
+
+
+def mark_stuck(order: Order, now: float) -> Order:
+    return {**order, "stuck": {"status": order["status"], "since": rfc3339(now)},
+            "timed_out": timeout_key(order)}
+
+
+def next_due(order: Order, timing: Timing, lifecycle: Lifecycle | None = None) -> float | None:
+    """When this order next needs a timed look: a retry due, a parked event timing out, a status
+    timeout, event ids (or sent letters' ids) to forget, a finished order to remove. Ids held by a
+    parked or pending event are not counted: they go when their event does."""
+    times = [e["parked_at"] + timing.park_timeout_s for e in order["parked"]]
     if order["retry"] is not None:
         times.append(order["retry"]["due_at"])
+    if lifecycle is not None and (timeout := timeout_due(order, lifecycle)) is not None:
+        times.append(timeout[0])
+    if timing.id_retention_s > 0:
+        held = {e["event"]["event_id"] for e in order["parked"]}
+        if order["retry"] is not None:
+            held.add(order["retry"]["event"]["event_id"])
+        seen_at = [t for k, t in order["seen"].items() if k not in held]
+        seen_at.extend((order.get("letters") or {}).values())
+        if seen_at:
+            times.append(min(seen_at) + timing.id_retention_s)
     finished_at = order.get("finished_at")
-    if finished_retention_s > 0 and isinstance(finished_at, int | float):
-        times.append(finished_at + finished_retention_s)
+    if timing.finished_retention_s > 0 and isinstance(finished_at, int | float):
+        times.append(finished_at + timing.finished_retention_s)
     return min(times) if times else None
 
 
@@ -233,6 +290,6 @@ def view(order: Order) -> dict[str, Any]:
                 "attempts": retry["attempts"], "due": retry["due"], "reason": retry["reason"]},
             "parked": len(order["parked"]),
         },
-        "failure": order["failure"], "created_at": order["created_at"],
+        "failure": order["failure"], "stuck": order.get("stuck"), "created_at": order["created_at"],
         "updated_at": order["updated_at"],
     }

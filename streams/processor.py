@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from streams import machine as m
 from streams.deadletters import Source, dead_letter
 from streams.effects import Effects, Outcome
+from streams.index import Due, due_ms
 from streams.lifecycle import Lifecycle, Transition
-from streams.retry import Backoff, DueIndex
+from streams.retry import Backoff
 from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,19 @@ class Store(Protocol):
 
     def get(self, order_id: str) -> m.Order | None: ...
     def put(self, order: m.Order) -> None: ...
-    def add_to_client(self, order: m.Order) -> None:
-        """Make sure the order is in its client's index (idempotent, cheap once done)."""
-
     def remove(self, order: m.Order) -> None:
-        """Remove a finished order (and its client-index entry)."""
+        """Remove a finished order (a tombstone)."""
+
+
+class Index(Protocol):
+    """The orders' ordered entries: `streams.index.OrderIndex`."""
+
+    def sync(self, order: m.Order, before: m.Order | None) -> None:
+        """Make the order's client, due and stuck entries say what the order says."""
+
+    def remove(self, order: m.Order) -> None: ...
+    def reschedule(self, order_id: str, old: float | None, new: float | None) -> None: ...
+    def drop_due(self, entry: Due) -> None: ...
 
 
 @dataclass
@@ -55,6 +64,10 @@ class Policy:
     release_parked_on_failure: bool = True
     finished_retention_s: float = 0.0  # 0: finished orders are kept forever
 
+    @property
+    def timing(self) -> m.Timing:
+        return m.Timing(self.park_timeout_s, self.finished_retention_s, self.retention_s)
+
 
 @dataclass
 class Processor:
@@ -63,7 +76,7 @@ class Processor:
     policy: Policy
     effects: Effects
     backoff: Backoff
-    due: DueIndex
+    index: Index
     send_dead_letter: SendDeadLetter
     send_retry_notice: SendRetryNotice
     stats: PartitionStats = field(default_factory=PartitionStats)
@@ -89,18 +102,12 @@ class Processor:
                           event.get("event_id"), event.get("order_id"))
             await self.on_processing_error(event, source, exc)
 
-    async def handle_due(self, order_id: str, source: Source) -> None:
+    async def handle_due(self, entry: Due, source: Source) -> None:
         try:
-            await self.on_due(order_id, source)
+            await self.on_due(entry, source)
         except Exception as exc:
-            log.exception("timed work of order %s failed unexpectedly", order_id)
-            await self._on_timed_error(order_id, source, exc)
-
-    async def handle_sweep(self, order_id: str, source: Source) -> None:
-        try:
-            await self.on_sweep(order_id, source)
-        except Exception:  # nothing is lost: the ids stay until the next sweep
-            log.exception("sweeping the expired ids of order %s failed", order_id)
+            log.exception("timed work of order %s failed unexpectedly", entry.order_id)
+            await self._on_timed_error(entry, source, exc)
 
     async def on_event(self, event: dict[str, Any], source: Source) -> None:
         """A new event from orders.events."""
@@ -111,22 +118,30 @@ class Processor:
             if marker is not None:
                 await self._on_closed(marker, event, source)
                 return
+        if stored is not None:
+            self.index.sync(stored, stored)  # a crash may have landed the order without its entries
+        self.stats.count(source.partition, "events")
         order = stored if stored is not None else m.new_order(event, now)
         order = m.expire_ids(order, now, self.policy.retention_s)
+        taken = await self._take(order, event, source, now)
+        if taken is not None:
+            self._save(taken, source.partition, stored)
+
+    async def _take(self, order: m.Order, event: dict[str, Any], source: Source,
+                    now: float) -> m.Order | None:
+        """The order after taking `event` (applied, parked or rejected, then its parked events
+        drained); None: nothing changed (a duplicate)."""
         verdict, row = m.classify(order, event, self.lifecycle, self.policy.limits)
         partition = source.partition
-        self.stats.count(partition, "events")
         self.stats.count(partition, f"events.{event['type']}.{verdict.value}")
         if verdict is m.Verdict.DUPLICATE:
             self.stats.count(partition, "duplicates")
-            return
+            return None
         if verdict is m.Verdict.PARK_FULL:
-            order = await self._dead_letter(order, event, "park_full",
-                                            f"order {event['order_id']} already has "
-                                            f"{self.policy.limits.parked} parked events", 1, source)
-            if stored is not None:  # else nothing to keep: its letter's id goes with it
-                self._save(order, source.partition, stored)
-            return
+            # a new order with a full park cannot be: its letter's id goes unrecorded with it
+            return await self._dead_letter(order, event, "park_full",
+                                           f"order {event['order_id']} already has "
+                                           f"{self.policy.limits.parked} parked events", 1, source)
         if verdict is m.Verdict.REJECT:
             order = await self._reject(order, event, source, now)
         elif verdict is m.Verdict.PARK:
@@ -135,15 +150,21 @@ class Processor:
         else:
             assert row is not None
             order = await self._attempt(order, event, row, 1, source)
-        order = await self._drain(order, source)
-        self._save(order, source.partition, stored)
+        return await self._drain(order, source)
 
-    async def on_due(self, order_id: str, source: Source) -> None:
-        """A tick found this order due: fire its retry, time out its parked events."""
+    async def on_due(self, entry: Due, source: Source) -> None:
+        """A tick found this order due: fire its retry, time out its parked events and its status,
+        forget expired ids, remove it when its retention ran out."""
+        order_id = entry.order_id
         order = stored = self.store.get(order_id)
         now = self.clock()
         if order is None:
-            self._maybe_forget_closed(order_id, source, now)
+            self._on_closed_due(entry, source, now)
+            return
+        due_at = order.get("due_at")
+        if due_at is None or due_ms(due_at) != entry.at_ms:
+            self.index.drop_due(entry)  # the order moved on since this entry was written
+            self.index.sync(order, order)
             return
         retry = order["retry"]
         if retry is not None and retry["due_at"] <= now:
@@ -158,27 +179,39 @@ class Processor:
                 order = await self._attempt(order, event, row, retry["attempts"] + 1, origin)
             order = await self._drain(order, source)
         order, expired = m.expire_parked(order, now, self.policy.park_timeout_s)
-        for entry in expired:
-            event = entry["event"]
+        for parked in expired:
+            event = parked["event"]
             order = m.expire(order, event, now, self.policy.limits)
             order = await self._dead_letter(
                 order, event, "park_timeout",
                 f"status {order['status']!r} did not accept {event['type']!r} "
-                f"within {self.policy.park_timeout_s:g}s", 1, Source.from_list(entry.get("source"), source))
+                f"within {self.policy.park_timeout_s:g}s", 1, Source.from_list(parked.get("source"), source))
+        order = await self._time_out_status(order, source, now)
+        swept = m.expire_ids(order, now, self.policy.retention_s)
+        if swept is not order:
+            self.stats.count(source.partition, "ids.expired", len(order["seen"]) - len(swept["seen"]))
+            order = swept
         if self._due_for_removal(order, now):
             self._remove(order, stored, source.partition, now)
             return
-        self._save(order, source.partition, stored)
+        self._save(order, source.partition, stored, not_before=now)
 
-    async def on_sweep(self, order_id: str, source: Source) -> None:
-        """Drop expired event ids of one order (the idempotency retention sweep)."""
-        order = self.store.get(order_id)
-        if order is None:
-            return
-        swept = m.expire_ids(order, self.clock(), self.policy.retention_s)
-        if swept is not order:
-            self.stats.count(source.partition, "ids.expired", len(order["seen"]) - len(swept["seen"]))
-            self._save(swept, source.partition, order)
+    async def _time_out_status(self, order: m.Order, source: Source, now: float) -> m.Order:
+        """The lifecycle's timeout of the order's status, when it ran out: its synthetic event
+        (taken like any event: applied, or parked behind a pending retry), or the stuck mark.
+        Fires once per status and version, whatever the outcome."""
+        due = m.timeout_due(order, self.lifecycle)
+        if due is None or due[0] > now:
+            return order
+        timeout = due[1]
+        if timeout.stuck:
+            self.stats.count(source.partition, "timeouts.stuck")
+            return m.mark_stuck(order, now)
+        self.stats.count(source.partition, "timeouts.fired")
+        event = m.timeout_event(order, timeout, now)
+        order = {**order, "timed_out": m.timeout_key(order)}
+        taken = await self._take(order, event, source, now)
+        return taken if taken is not None else order
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -256,15 +289,18 @@ class Processor:
         await self.send_dead_letter(letter)
         return m.record_letter(order, letter["id"], self.clock())
 
-    async def _on_timed_error(self, order_id: str, source: Source, error: BaseException) -> None:
+    async def _on_timed_error(self, due: Due, source: Source, error: BaseException) -> None:
         """Timed work failed: the event it was for (the pending retry, else the oldest parked
-        event) is dead-lettered, so the failure is not redone at every tick."""
+        event) is dead-lettered, so the failure is not redone at every tick; with neither, the
+        entry is dropped (the order is looked at again when an event changes it)."""
+        order_id = due.order_id
         try:
             order = self.store.get(order_id)
         except Exception:  # the record itself is unreadable: nothing to dead-letter it with
             log.exception("order %s cannot be read; its timed work is skipped", order_id)
-            return
-        if not isinstance(order, dict):
+            order = None
+        if not isinstance(order, dict) or not (order.get("retry") or order.get("parked")):
+            self.index.drop_due(due)
             return
         retry = order.get("retry")
         entry = retry if isinstance(retry, dict) else (order.get("parked") or [None])[0]
@@ -312,22 +348,32 @@ class Processor:
         """The order leaves (a tombstone); a marker stays for the idempotency retention."""
         assert self.closed is not None
         self.store.remove(order)
+        self.index.remove(order)
+        expires = now + self.policy.retention_s
         self.closed.put({"order_id": order["order_id"], "client_id": order["client_id"],
                          "status": order["status"], "version": order["version"], "closed_at": now,
-                         "letters": {}})
+                         "letters": {}, "due_at": expires})
+        self.index.reschedule(order["order_id"], None, expires)
         self.stats.changed(partition, before, None)
         self.stats.count(partition, "orders.removed")
-        self.due.set(partition, order["order_id"], now + self.policy.retention_s)
 
-    def _maybe_forget_closed(self, order_id: str, source: Source, now: float) -> None:
-        marker = self.closed.get(order_id) if self.closed is not None else None
+    def _on_closed_due(self, entry: Due, source: Source, now: float) -> None:
+        """The due entry of a removed order's marker: the marker goes once its time is up."""
+        marker = self.closed.get(entry.order_id) if self.closed is not None else None
         if marker is None or self.closed is None:
+            self.index.drop_due(entry)
             return
         expires = float(marker.get("closed_at", 0)) + self.policy.retention_s
+        scheduled = marker.get("due_at")
         if now >= expires:
-            self.closed.drop(order_id)
-        else:
-            self.due.set(source.partition, order_id, expires)
+            self.closed.drop(entry.order_id)
+            self.index.drop_due(entry)
+        elif scheduled is None or due_ms(scheduled) != due_ms(expires):
+            self.index.drop_due(entry)
+            self.index.reschedule(entry.order_id, None, expires)
+            self.closed.put({**marker, "due_at": expires})
+        elif due_ms(scheduled) != entry.at_ms:
+            self.index.drop_due(entry)
 
     async def _on_closed(self, marker: dict[str, Any], event: dict[str, Any], source: Source) -> None:
         """An event of a removed order: never a new order; one `order_closed` letter."""
@@ -340,19 +386,25 @@ class Processor:
         if after is not marker:
             self.closed.put(after)  # remembers the letter's id: a redo sends none
 
-    def _save(self, order: m.Order, partition: int, before: m.Order | None) -> None:
+    def _save(self, order: m.Order, partition: int, before: m.Order | None,
+              not_before: float | None = None) -> None:
+        """Keep the order, with its entries (streams/index.py) and census. `not_before`: timed
+        work never leaves an order due again at once (a safety net against a busy loop)."""
         if order["status"] is None and not order["parked"] and order["retry"] is None \
                 and not order["history"]:
             return  # nothing worth keeping (e.g. a lone rejected event of an unknown order)
         if self._finished(order) and "finished_at" not in order:
             order = {**order, "finished_at": self.clock()}
+        due = m.next_due(order, self.policy.timing, self.lifecycle)
+        if due is not None and not_before is not None and due <= not_before:
+            log.warning("order %s is still due after its timed work; looked at again in 1 s",
+                        order["order_id"])
+            due = not_before + 1.0
+        if due != order.get("due_at"):
+            order = {**order, "due_at": due}
         self.store.put(order)
-        # On every save, not only the first: a crash can land an order's record without its
-        # client's index record (two records, one flush), and the redo finds the order existing.
-        self.store.add_to_client(order)
+        self.index.sync(order, before)
         self.stats.changed(partition, before, order)
-        self.due.set(partition, order["order_id"],
-                     m.next_due(order, self.policy.park_timeout_s, self.policy.finished_retention_s))
 
 
 def _without(order: m.Order, event: dict[str, Any]) -> m.Order:

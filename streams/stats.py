@@ -9,9 +9,11 @@ Two kinds of numbers, kept apart because they survive failover differently:
   backwards: not after a rebalance, a restart or a SIGKILL (events redone after a crash may be
   counted twice; a count is at least what it was). Before, counters were written by a tick and
   restored at the next one: a worker that rejoined its group reported 97k processed after 862k.
-* **census** (orders by status, pending retries, parked events): derived from the order records
-  themselves, rebuilt by scanning a partition when it is assigned and kept current by the change of
-  each saved record, so it is exact.
+* **census** (orders by status, pending retries, parked events, stuck orders): kept current by the
+  change of each saved record, and written and restored with the counters. Nothing scans the
+  orders (at a million orders a scan at each assignment stalled the worker for seconds). A worker
+  killed inside one flush can land some orders' records without the census that counts them; the
+  redo finds them changed already, so the census can be off by the orders of that one flush.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def _census_of(order: Order | None) -> Counter[str]:
     if order["retry"] is not None:
         census["retry_pending"] += 1
     census["parked"] += len(order["parked"])
+    if order.get("stuck"):
+        census["stuck"] += 1
     return census
 
 
@@ -46,7 +50,7 @@ class PartitionStats:
         self.totals: Counter[str] = Counter()  # this process's lifetime (Prometheus counters)
         self.counts: dict[int, Counter[str]] = {}  # live: every count so far
         self.reported: dict[int, Counter[str]] = {}  # as of the last delivered write
-        self.census: dict[int, Counter[str]] = {}  # only for partitions scanned since assignment
+        self.census: dict[int, Counter[str]] = {}
         self.restored: set[int] = set()
         self.dirty: set[int] = set()
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=recent)
@@ -65,30 +69,28 @@ class PartitionStats:
         if partition in self.restored:
             return
         saved = self._load(partition) if self._load is not None else None
-        counts: Counter[str] = Counter(saved.get("counts", {}) if isinstance(saved, dict) else {})
+        saved = saved if isinstance(saved, dict) else {}
+        counts: Counter[str] = Counter(saved.get("counts", {}))
         self.counts[partition] = counts
         self.reported[partition] = Counter(counts)
+        self.census[partition] = Counter(saved.get("census", {}))
         self.restored.add(partition)
 
     def changed(self, partition: int, before: Order | None, after: Order | None) -> None:
         """An order record was saved: move its census contribution from `before` to `after`."""
-        census = self.census.get(partition)
-        if census is not None:
-            census.update(_census_of(after))
-            census.subtract(_census_of(before))
-
-    def rebuild(self, partition: int, orders: Iterable[Order]) -> None:
-        census: Counter[str] = Counter()
-        for order in orders:
-            census.update(_census_of(order))
-        self.census[partition] = census
+        self._restore(partition)
+        census = self.census[partition]
+        census.update(_census_of(after))
+        census.subtract(_census_of(before))
+        self.dirty.add(partition)
 
     def persisted(self, partition: int) -> dict[str, Any]:
         """The partition's counters to write now; they are reported once `flushed()` says the
         write was delivered."""
         self.dirty.discard(partition)
         self._writing[partition] = Counter(self.counts.get(partition, {}))
-        return {"counts": dict(self._writing[partition]), "at": time.time()}
+        census = {k: v for k, v in self.census.get(partition, Counter()).items() if v}
+        return {"counts": dict(self._writing[partition]), "census": census, "at": time.time()}
 
     def flushed(self) -> None:
         """The writes since the last call were delivered: report them."""
@@ -112,8 +114,7 @@ class PartitionStats:
             self._restore(p)
         return {
             str(p): {"counts": dict(self.reported.get(p, {})),
-                     "census": None if p not in self.census else
-                     {k: v for k, v in self.census[p].items() if v}}
+                     "census": {k: v for k, v in self.census[p].items() if v}}
             for p in partitions
         }
 
@@ -123,7 +124,9 @@ def merge(shares: Iterable[dict[str, Any]], expected_partitions: int) -> dict[st
     partitions: dict[str, dict[str, Any]] = {}
     workers: dict[str, list[int]] = {}
     recent: list[dict[str, Any]] = []
+    stuck: set[str] = set()
     for share in shares:
+        stuck.update(share.get("stuck_orders", []))
         workers[share["worker"]] = sorted(int(p) for p in share["partitions"])
         for p, numbers in share["partitions"].items():
             partitions.setdefault(p, numbers)
@@ -141,7 +144,8 @@ def merge(shares: Iterable[dict[str, Any]], expected_partitions: int) -> dict[st
     recent = list({str(letter.get("id", id(letter))): letter for letter in recent}.values())
     recent.sort(key=lambda letter: str(letter.get("failed_at", "")), reverse=True)
     return {
-        "orders": {"total": sum(by_status.values()), "by_status": by_status},
+        "orders": {"total": sum(by_status.values()), "by_status": by_status,
+                   "stuck": census["stuck"], "stuck_examples": sorted(stuck)[:20]},
         "events": {"processed": counts["events"], "applied": counts["applied"],
                    "duplicates_dropped": counts["duplicates"], "invalid": counts["events.invalid"],
                    "rejected": counts["rejected"]},

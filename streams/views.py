@@ -13,7 +13,7 @@ import asyncio
 import logging
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -25,6 +25,7 @@ from schemas.envelope import ID_RULE, id_problem
 from streams import drawing
 from streams.app import app, lifecycle, settings
 from streams.engine.supervision import is_ready
+from streams.index import BadCursor, ClientEntry, decode_cursor, merge_pages
 from streams.machine import view
 from streams.stats import merge
 
@@ -116,23 +117,63 @@ class OrderView(View):
         return self.json({"error": f"order {order_id} not found"}, status=404)
 
 
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+
+
+def _page_query(request: Request) -> tuple[int, str | None, str | None] | str:
+    """(limit, status, after) of a client page, or the error to answer with."""
+    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        return f"limit must be a whole number from 1 to {MAX_PAGE}"
+    status = request.query.get("status")
+    if status is not None and status not in lifecycle.statuses:
+        return f"unknown status {status!r}; the lifecycle has {', '.join(sorted(lifecycle.statuses))}"
+    after = request.query.get("after")
+    if after is not None:
+        try:
+            decode_cursor(after)
+        except BadCursor as exc:
+            return f"invalid cursor: {exc}"
+    return int(raw_limit), status, after
+
+
 @page("/clients/{client_id}/orders")
 class ClientOrdersView(View):
-    """All orders of a client, from every worker (a client's orders may sit in several partitions
-    when producers used different partitioners)."""
+    """A client's orders, newest first, one page at a time, from every worker (a client's orders
+    may sit in several partitions when producers used different partitioners). Each worker reads
+    its page from its partitions' index (streams/index.py); the pages are merged here."""
 
     async def get(self, request: Request, client_id: str) -> Response:
         if (bad := _bad_id(self, "client id", client_id)) is not None:
             return bad
-        orders = {o["order_id"]: view(o) for o in _agent().store.client_orders(client_id)
-                  if o["status"] is not None}
-        if request.query.get(LOCAL) is None:
-            for status, body in await _ask_peers(f"/clients/{quote(client_id, safe='')}/orders/"):
-                if status == 200:
-                    for order in body["orders"]:
-                        orders.setdefault(order["order_id"], order)
-        ordered = sorted(orders.values(), key=lambda o: (o["created_at"], o["order_id"]))
-        return self.json({"client_id": client_id, "orders": ordered})
+        query = _page_query(request)
+        if isinstance(query, str):
+            return self.json({"error": query}, status=400)
+        limit, status, after = query
+        agent = _agent()
+        local = agent.index.client_page(agent.store.active_partitions(), client_id, after, limit, status)
+        orders = {}
+        for entry in local.entries:
+            order = agent.store.get_active(entry.order_id)
+            if order is not None and order["status"] is not None:
+                orders[entry.cursor] = view(order)
+        pages = [[e for e in local.entries if e.cursor in orders]]
+        bounds = [local.bound] if local.bound is not None else []
+        if request.query.get(LOCAL) is not None:
+            return self.json({"client_id": client_id, "bound": local.bound,
+                              "orders": [{"cursor": c, "order": o} for c, o in orders.items()]})
+        path = f"/clients/{quote(client_id, safe='')}/orders/?{urlencode(request.query)}"
+        for code, body in await _ask_peers(path):
+            if code != 200:
+                return self.json({"error": f"a worker did not answer: {body.get('error')}"}, status=503)
+            pages.append([ClientEntry(o["order"]["order_id"], o["order"]["status"], o["cursor"])
+                          for o in body["orders"]])
+            orders.update({o["cursor"]: o["order"] for o in body["orders"]})
+            if body.get("bound") is not None:
+                bounds.append(body["bound"])
+        merged = merge_pages(pages, bounds, limit)
+        return self.json({"client_id": client_id, "orders": [orders[e.cursor] for e in merged.entries],
+                          "next": merged.next})
 
 
 def _local_share() -> dict[str, Any]:
@@ -141,8 +182,10 @@ def _local_share() -> dict[str, Any]:
     agent = _agent()
     recovery = getattr(app.tables, "recovery", None)
     recovered = recovery is not None and recovery.completed.is_set() and not app.rebalancing
-    partitions = agent.stats.local(agent.store.active_partitions()) if recovered else {}
-    return {"worker": _me(), "partitions": partitions,
+    active = agent.store.active_partitions() if recovered else []
+    partitions = agent.stats.local(active)
+    stuck = [order_id for p in active for order_id, _ in agent.index.stuck(p, 20)]
+    return {"worker": _me(), "partitions": partitions, "stuck_orders": stuck[:20],
             "recent_dead_letters": list(agent.stats.recent_dead_letters)}
 
 

@@ -13,7 +13,6 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
-        self.clients: dict[str, list[str]] = {}
 
     def get(self, order_id: str) -> Order | None:
         return self.orders.get(order_id)
@@ -23,14 +22,6 @@ class MemoryStore:
 
     def remove(self, order: Order) -> None:
         self.orders.pop(order["order_id"], None)
-        ids = self.clients.get(order["client_id"], [])
-        if order["order_id"] in ids:
-            ids.remove(order["order_id"])
-
-    def add_to_client(self, order: Order) -> None:
-        ids = self.clients.setdefault(order["client_id"], [])
-        if order["order_id"] not in ids:
-            ids.append(order["order_id"])
 
 
 class ScriptedEffects:

@@ -167,3 +167,54 @@ def test_the_dashboard_shows_live_numbers_in_chromium(cluster, tmp_path: Path) -
                    capture_output=True, timeout=90, check=True)
     assert screenshot.stat().st_size > 20_000
     print(f"\ndashboard screenshot: {screenshot}")
+
+
+def _walk(workers: list[Worker], client_id: str, limit: int, status: str | None = None) -> list[dict]:
+    """Every page of the client's orders, asking the workers in turn; the orders in page order."""
+    orders: list[dict] = []
+    cursor = None
+    for turn in range(1000):
+        query = {"limit": str(limit), **({"status": status} if status else {}),
+                 **({"after": cursor} if cursor else {})}
+        code, body = workers[turn % len(workers)].get(
+            f"/clients/{client_id}/orders?{urllib.parse.urlencode(query)}")
+        assert code == 200, body
+        assert len(body["orders"]) <= limit
+        orders.extend(body["orders"])
+        cursor = body["next"]
+        if cursor is None:
+            return orders
+    raise AssertionError("the cursor never ended")
+
+
+def test_a_cursor_walks_every_order_of_a_client_once_newest_first_from_either_worker(cluster) -> None:
+    settings, a, b, _ = cluster
+    # One client, its orders in two partitions: half published with murmur2, half with CRC32.
+    client = "big client/1"
+    murmur = [make_event(f"m{n:02d}", "created", client_id=client) for n in range(23)]
+    crc_events = [make_event(f"c{n:02d}", "created", client_id=client) for n in range(22)]
+    paid = [make_event(f"m{n:02d}", "paid", client_id=client) for n in range(0, 23, 3)]
+    assert Publisher(settings).publish(murmur + paid).ok
+    crc = Producer({"bootstrap.servers": settings.bootstrap})
+    for event in crc_events:
+        crc.produce(settings.events_topic, key=client, value=json.dumps(event).encode())
+    assert crc.flush(30) == 0
+    every = {e["order_id"] for e in murmur + crc_events}
+    quoted = urllib.parse.quote(client, safe="")
+    wait_for(lambda: len(_walk([a], quoted, 1000)) == len(every)
+             and sum(o["status"] == "paid" for o in _walk([b], quoted, 1000)) == len(paid),
+             timeout=60, what="every order of the client")
+
+    for workers in ([a, b], [b, a]):
+        walked = _walk(workers, quoted, 7)
+        ids = [o["order_id"] for o in walked]
+        assert sorted(ids) == sorted(every) and len(ids) == len(set(ids)), "each order exactly once"
+        created = [o["created_at"] for o in walked]
+        assert created == sorted(created, reverse=True), "newest first"
+        assert walked == _walk([b, a], quoted, 1000), "the same answer whatever the page size"
+    only_paid = _walk([b, a], quoted, 2, status="paid")
+    assert sorted(o["order_id"] for o in only_paid) == sorted(e["order_id"] for e in paid)
+    assert a.get(f"/clients/{quoted}/orders")[1]["orders"] == _walk([a], quoted, 1000)[:50]
+    for query in ("limit=0", "limit=1001", "limit=x", "after=not-a-cursor", "status=nope"):
+        code, body = b.get(f"/clients/{quoted}/orders?{query}")
+        assert code == 400 and "error" in body, (query, body)

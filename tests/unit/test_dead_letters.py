@@ -14,7 +14,7 @@ from streams.dlq import Letter, unique
 from streams.effects import EffectResult, Outcome
 from tests.fakes import ScriptedEffects
 from tests.helpers import make_event
-from tests.unit.test_processor import SOURCE, feed, make_processor
+from tests.unit.test_processor import SOURCE, feed, make_processor, run_due
 
 
 def redo(processor: Any, events: list[dict[str, Any]]) -> None:
@@ -54,7 +54,7 @@ def test_a_park_timeout_letter_keeps_the_parked_event_s_own_source() -> None:
     processor, _, recorder, clock = make_processor()
     feed(processor, [make_event("o1", "created"), make_event("o1", "shipped")])  # offsets 0, 1
     clock.now += 61
-    asyncio.run(processor.on_due("o1", Source("orders.retry", 0, 500)))  # fired by a tick
+    run_due(processor, Source("orders.retry", 0, 500))  # fired by a tick
     letter = recorder.dead_letters[-1]
     assert letter["source"] == {"topic": SOURCE.topic, "partition": 0, "offset": 1}
     assert letter["id"] == letter_id("park_timeout", Source(SOURCE.topic, 0, 1),
@@ -68,7 +68,8 @@ def test_an_unexpected_error_is_one_processing_error_letter_and_the_order_record
     def broken(*_: Any) -> Any:
         raise KeyError("a bug")
     processor.lifecycle = type("Broken", (), {"step": broken, "can_ever_take": broken,  # type: ignore[assignment]
-                                              "final": processor.lifecycle.final})()
+                                              "final": processor.lifecycle.final,
+                                              "timeouts": {}})()
     paid = make_event("o1", "paid")
     asyncio.run(processor.handle_event(paid, Source(SOURCE.topic, 0, 5)))
     asyncio.run(processor.handle_event(paid, Source(SOURCE.topic, 0, 5)))  # redone

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from streams.deadletters import Source
 from streams.effects import EffectResult, Outcome
+from streams.engine.tables import BufferedTable
+from streams.index import OrderIndex
 from streams.lifecycle import DEFAULT
 from streams.machine import Limits
 from streams.processor import Policy, Processor
-from streams.retry import Backoff, DueIndex
+from streams.retry import Backoff
 from tests.fakes import MemoryStore, Recorder, ScriptedEffects
 from tests.helpers import make_event
 from tests.reference import run_model
@@ -38,11 +40,24 @@ def make_processor(effects: Any = None, park_limit: int = 100, release: bool = T
         store=store, lifecycle=DEFAULT,
         policy=Policy(Limits(history=1000, parked=park_limit), park_timeout_s=60,
                       retention_s=3600, release_parked_on_failure=release),
-        effects=effects, backoff=Backoff(1.0, 8.0, max_attempts), due=DueIndex(),
+        effects=effects, backoff=Backoff(1.0, 8.0, max_attempts),
+        index=OrderIndex(BufferedTable({})),
         send_dead_letter=recorder.dead_letter, send_retry_notice=recorder.retry, clock=clock,
     )
-    processor.due.reset(0)
     return processor, store, recorder, clock
+
+
+def due_ids(processor: Processor, now: float) -> list[str]:
+    """Orders whose due entry a tick at `now` would hand to the lanes."""
+    return [entry.order_id for entry in processor.index.due(0, now, 1000)]  # type: ignore[attr-defined]
+
+
+def run_due(processor: Processor, source: Source = SOURCE) -> list[str]:
+    """What a tick at the processor's clock does: the timed work of every order due."""
+    entries = processor.index.due(0, processor.clock(), 1000)  # type: ignore[attr-defined]
+    for entry in entries:
+        asyncio.run(processor.handle_due(entry, source))
+    return [entry.order_id for entry in entries]
 
 
 def feed(processor: Processor, events: list[dict[str, Any]], first_offset: int = 0) -> None:
@@ -118,10 +133,10 @@ def test_a_park_timeout_sends_the_event_to_the_dead_letters() -> None:
     processor, store, recorder, clock = make_processor()
     shipped = make_event("o1", "shipped")
     feed(processor, [make_event("o1", "created"), shipped])
-    assert processor.due.pop_due(0, clock.now + 59) == []
+    assert due_ids(processor, clock.now + 59) == []
     clock.now += 61
-    assert processor.due.pop_due(0, clock.now) == ["o1"]
-    asyncio.run(processor.on_due("o1", SOURCE))
+    assert due_ids(processor, clock.now) == ["o1"]
+    run_due(processor)
     assert store.orders["o1"]["parked"] == []
     assert recorder.dead_letters[-1]["reason"]["kind"] == "park_timeout"
     assert recorder.dead_letters[-1]["event"] == shipped
@@ -159,9 +174,9 @@ def test_a_transient_failure_holds_later_events_of_the_order_until_the_retry() -
     assert store.orders["o2"]["status"] == "created"  # other orders go on
     due_at = held["retry"]["due_at"]
     assert clock.now + 0.5 <= due_at <= clock.now + 1.0  # attempt 1: within [base/2, base]
-    clock.now = due_at
-    assert processor.due.pop_due(0, clock.now) == ["o1"]
-    asyncio.run(processor.on_due("o1", SOURCE))
+    clock.now = due_at + 0.001  # entries are kept in whole milliseconds, rounded up
+    assert due_ids(processor, clock.now) == ["o1"]
+    run_due(processor)
     assert (store.orders["o1"]["status"], store.orders["o1"]["version"]) == ("shipped", 3)
     assert len(recorder.retries) == 1
 
@@ -172,8 +187,8 @@ def test_running_out_of_attempts_dead_letters_and_releases_parked_events() -> No
     feed(processor, [make_event("o1", "created"), make_event("o1", "paid"),
                      make_event("o1", "cancelled")])
     for _ in range(2):
-        clock.now = store.orders["o1"]["retry"]["due_at"]
-        asyncio.run(processor.on_due("o1", SOURCE))
+        clock.now = store.orders["o1"]["retry"]["due_at"] + 0.001
+        run_due(processor)
     order = store.orders["o1"]
     assert recorder.dead_letters[0]["reason"]["kind"] == "retries_exhausted"
     assert recorder.dead_letters[0]["attempts"] == 3
@@ -196,9 +211,9 @@ def test_event_ids_expire_after_the_retention_through_the_sweep() -> None:
     feed(processor, [created])
     assert created["event_id"] in store.orders["o1"]["seen"]
     clock.now += 3599
-    asyncio.run(processor.on_sweep("o1", SOURCE))
+    run_due(processor)
     assert created["event_id"] in store.orders["o1"]["seen"]
     clock.now += 2
-    asyncio.run(processor.on_sweep("o1", SOURCE))
+    run_due(processor)
     assert store.orders["o1"]["seen"] == {}
     assert processor.counts["ids.expired"] == 1

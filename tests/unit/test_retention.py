@@ -9,7 +9,7 @@ from typing import Any
 from streams.deadletters import Source
 from tests.fakes import MemoryClosed
 from tests.helpers import make_event
-from tests.unit.test_processor import SOURCE, feed, make_processor
+from tests.unit.test_processor import SOURCE, due_ids, feed, make_processor, run_due
 
 DAY = 86_400.0
 
@@ -26,11 +26,14 @@ def test_a_finished_order_is_removed_after_the_retention_and_others_stay() -> No
     feed(processor, [make_event("o1", "created"), make_event("o1", "cancelled"),
                      make_event("o2", "created")])
     finished_at = store.orders["o1"]["finished_at"]
-    assert processor.due.pop_due(0, finished_at + 30 * DAY - 1) == []
+    clock.now = finished_at + 30 * DAY - 1
+    run_due(processor)  # their event ids expire (after 3600 s); the orders stay
+    assert store.orders["o1"]["seen"] == {} and "o2" in store.orders
+    assert due_ids(processor, clock.now) == []
     clock.now = finished_at + 30 * DAY
-    assert processor.due.pop_due(0, clock.now) == ["o1"]
-    asyncio.run(processor.on_due("o1", SOURCE))
-    assert "o1" not in store.orders and store.clients["client-1"] == ["o2"]
+    assert due_ids(processor, clock.now) == ["o1"]
+    run_due(processor)
+    assert "o1" not in store.orders
     assert closed.markers["o1"]["status"] == "cancelled" and closed.markers["o1"]["version"] == 2
     assert store.orders["o2"]["status"] == "created"  # not finished: untouched
 
@@ -39,7 +42,7 @@ def test_a_late_event_of_a_removed_order_is_dead_lettered_once_and_never_a_new_o
     processor, store, recorder, clock, _closed = with_retention(60.0)
     feed(processor, [make_event("o1", "created"), make_event("o1", "cancelled")])
     clock.now += 61
-    asyncio.run(processor.on_due("o1", SOURCE))
+    run_due(processor)
     late = make_event("o1", "created")
     for _ in range(2):  # the second time: a redo of the same message after a crash
         asyncio.run(processor.on_event(late, Source(SOURCE.topic, 0, 99)))
@@ -52,11 +55,11 @@ def test_the_marker_expires_after_the_idempotency_retention() -> None:
     processor, store, _, clock, closed = with_retention(60.0)  # idempotency retention: 3600 s
     feed(processor, [make_event("o1", "created"), make_event("o1", "cancelled")])
     clock.now += 61
-    asyncio.run(processor.on_due("o1", SOURCE))
-    assert processor.due.pop_due(0, clock.now + 3599) == []
+    run_due(processor)
+    assert due_ids(processor, clock.now + 3599) == []
     clock.now += 3600
-    assert processor.due.pop_due(0, clock.now) == ["o1"]
-    asyncio.run(processor.on_due("o1", SOURCE))
+    assert due_ids(processor, clock.now) == ["o1"]
+    run_due(processor)
     assert closed.markers == {}
     feed(processor, [make_event("o1", "created")], first_offset=50)  # the id is free again
     assert store.orders["o1"]["version"] == 1
@@ -65,5 +68,7 @@ def test_the_marker_expires_after_the_idempotency_retention() -> None:
 def test_a_retention_of_zero_keeps_finished_orders_forever() -> None:
     processor, store, _, clock, _ = with_retention(0.0)
     feed(processor, [make_event("o1", "created"), make_event("o1", "cancelled")])
-    assert processor.due.pop_due(0, clock.now + 10_000 * DAY) == []
+    clock.now += 10_000 * DAY
+    run_due(processor)  # only its ids expire
+    assert due_ids(processor, clock.now) == []
     assert store.orders["o1"]["status"] == "cancelled"

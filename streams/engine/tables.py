@@ -1,0 +1,202 @@
+"""Faust tables read and written the way orderflow needs, in one place (Faust's store internals).
+
+* **Written back, in the event's partition.** `BufferedTable.put/delete` only record the change
+  with the event that made it; `write()` (called by the ack loop right before its producer flush)
+  writes each changed key once, in that event's changelog partition. No event is acked before that
+  flush, so a crash loses only changes whose events are redone.
+* **Read per partition, in key order.** The table's key (an order id, an index entry) is not the
+  partition key, so reads for views look in the partitions this worker actively owns, and ordered
+  ranges (due times, a client's orders) iterate one partition's RocksDB from a prefix: the cost is
+  the entries read, never the size of the table.
+
+Keys are Faust's JSON-encoded strings; JSON escapes each character on its own, so the encoding of
+a prefix minus its closing quote is a byte prefix of every key that starts with it, and ranges
+are ordered by the encoded bytes (merged unwritten changes are sorted the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from faust.streams import current_event
+
+from streams.engine.context import delete_in_context, detached, write_in_context
+
+log = logging.getLogger(__name__)
+
+Deleted = None  # an unwritten change that removes the key (a changelog tombstone)
+
+
+class BufferedTable:
+    """A Faust table whose changes are written back at the flush (see the module docstring).
+
+    `is_current(event)` is False for an event fetched before the last rebalance: a change it made
+    is dropped (its event is redone from the committed offset by whoever owns the partition now)."""
+
+    def __init__(self, table: Any, is_current: Callable[[Any], bool] = lambda _event: True) -> None:
+        self.table = table
+        self._is_current = is_current
+        self._dirty: dict[str, tuple[Any, Any]] = {}  # key -> (event, value or Deleted)
+        self.stale_dropped = 0  # times unwritten changes were dropped (their events are redone)
+
+    def accepting(self) -> bool:
+        """False inside a job from before the last rebalance: its changes would be dropped."""
+        event = current_event()
+        return event is None or self._is_current(event)
+
+    # -- one key ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value (unwritten changes first), read in the current event's partition."""
+        dirty = self._dirty.get(key)
+        if dirty is not None:
+            return dirty[1]
+        return self.table.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self._change(key, value)
+
+    def delete(self, key: str) -> None:
+        self._change(key, Deleted)
+
+    def _change(self, key: str, value: Any) -> None:
+        event = current_event()
+        if event is None:  # unit tests with the in-memory table: at once
+            if value is Deleted:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+            return
+        if not self._is_current(event):  # a job from before a rebalance: redone by the owner
+            return
+        self._dirty[key] = (event, value)
+
+    def write(self) -> bool:
+        """Write every changed key once; False when some must wait (Faust does not know the
+        changelog topic's partitions yet): those stay unwritten, and their events unacked."""
+        dirty, self._dirty = self._dirty, {}
+        with detached():
+            for key, (event, value) in dirty.items():
+                if not self._is_current(event):
+                    self.stale_dropped += 1
+                    continue
+                done = (write_in_context(self.table, key, event, value) if value is not Deleted
+                        else delete_in_context(self.table, key, event))
+                if not done:
+                    self._dirty.setdefault(key, (event, value))
+        return not self._dirty
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker lost: their unwritten changes go (the new owner redoes them)."""
+        lost = set(partitions)
+        kept = {k: v for k, v in self._dirty.items() if v[0].message.partition not in lost}
+        if len(kept) != len(self._dirty):
+            self.stale_dropped += 1
+        self._dirty = kept
+
+    def unwritten(self, partition: int) -> dict[str, Any]:
+        return {k: v for k, (event, v) in self._dirty.items() if event.message.partition == partition}
+
+    # -- ordered ranges of one partition -----------------------------------------------------------
+
+    def range(self, partition: int, prefix: str, *, after: str | None = None,
+              until: str | None = None, limit: int = 100) -> list[tuple[str, Any]]:
+        """Up to `limit` (key, value) of `partition` whose key starts with `prefix`, in key order,
+        strictly after `after` and up to `until` (inclusive), unwritten changes included."""
+        pending = {k: v for k, v in self.unwritten(partition).items()
+                   if k.startswith(prefix) and (after is None or self._encode(k) > self._encode(after))
+                   and (until is None or self._encode(k) <= self._encode(until))}
+        found: list[tuple[bytes, str, Any]] = []
+        for raw, key, value in self._stored_range(partition, prefix, after, until):
+            if key in pending:
+                continue
+            found.append((raw, key, value))
+            if len(found) >= limit:
+                break
+        found.extend((self._encode(k), k, v) for k, v in pending.items() if v is not Deleted)
+        found.sort(key=lambda item: item[0])
+        return [(key, value) for _, key, value in found[:limit]]
+
+    def _encode(self, key: str) -> bytes:
+        store = getattr(self.table, "data", None)
+        if store is None or not hasattr(store, "_encode_key"):  # a dict (unit tests)
+            return b'"' + json_order(key) + b'"'
+        encoded: bytes = store._encode_key(key)
+        return encoded
+
+    def _stored_range(self, partition: int, prefix: str, after: str | None,
+                      until: str | None) -> Iterator[tuple[bytes, str, Any]]:
+        store = getattr(self.table, "data", None)
+        raw_prefix = self._encode(prefix)[:-1]  # without the closing quote (see the docstring)
+        raw_after = self._encode(after) if after is not None else None
+        raw_until = self._encode(until) if until is not None else None
+        if store is None or not hasattr(store, "_dbs"):  # unit tests' one dict: sort it
+            items = sorted((self._encode(k), k, v) for k, v in self.table.items()
+                           if isinstance(k, str) and k.startswith(prefix))
+            for raw, key, value in items:
+                if (raw_after is None or raw > raw_after) and (raw_until is None or raw <= raw_until):
+                    yield raw, key, value
+            return
+        db = store._dbs.get(partition)
+        if db is None:
+            return
+        it = db.iter()
+        it.seek(raw_after if raw_after is not None else raw_prefix)
+        while it.valid():
+            raw = it.key()
+            if not raw.startswith(raw_prefix) or (raw_until is not None and raw > raw_until):
+                return
+            if raw_after is None or raw > raw_after:
+                try:
+                    yield raw, store._decode_key(raw), store._decode_value(it.value())
+                except Exception:  # one unreadable record must not stop the rest
+                    log.exception("an entry of %s[%d] cannot be decoded; skipped",
+                                  self.table.name, partition)
+            it.next()
+
+    # -- reads for views (no event: this worker's active partitions) -------------------------------
+
+    def get_in(self, key: str, partitions: Iterable[int]) -> Any:
+        """The value if one of `partitions` holds it (unwritten changes first), else None."""
+        wanted = set(partitions)
+        dirty = self._dirty.get(key)
+        if dirty is not None and dirty[0].message.partition in wanted:
+            return dirty[1]
+        return active_value(self.table, key, sorted(wanted))
+
+
+def json_order(text: str) -> bytes:
+    """`text` as its JSON string's bytes sort (printable text: only `\\` and `"` are escaped), to
+    order keys read from RocksDB and keys merged from elsewhere the same way."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').encode()
+
+
+def scan_table(table: Any, partition: int) -> Iterator[tuple[Any, Any]]:
+    """Every (key, value) of a table's partition, read from its RocksDB (the in-memory store of
+    unit tests holds every partition in one dict). For tools and tests: a worker never scans."""
+    store = table.data
+    if not hasattr(store, "_dbs"):
+        yield from list(table.items())
+        return
+    db = store._db_for_partition(partition)
+    for key, raw in store._visible_items(db):
+        try:
+            yield store._decode_key(key), store._decode_value(raw)
+        except Exception:  # one unreadable record must not stop the scan of the rest
+            log.exception("a record of partition %d cannot be decoded; skipped", partition)
+
+
+def active_value(table: Any, key: str, partitions: list[int]) -> Any:
+    """`table[key]` read from the RocksDB of the given partitions only (None if none holds it)."""
+    store = table.data
+    if not hasattr(store, "_dbs"):  # the in-memory store: one dict for all partitions
+        return table.get(key)
+    raw_key = store._encode_key(key)
+    for partition in partitions:
+        db = store._dbs.get(partition)
+        raw = db.get(raw_key) if db is not None else None
+        if raw is not None:
+            return store._decode_value(raw)
+    return None
