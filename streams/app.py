@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.engine.rocksdb import register as register_rocksdb
 from streams.engine.supervision import AgentState
 from streams.lifecycle import load
 from streams.transport import RawBytes, Transport
@@ -64,7 +65,7 @@ app = App(
     settings.app_id,
     broker=",".join(f"kafka://{b}" for b in settings.bootstrap.split(",")),
     broker_credentials=_credentials(settings),
-    store="rocksdb://",
+    store=register_rocksdb(settings.rocksdb_memory_mb),
     datadir=str(settings.state_dir),
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication,
@@ -91,10 +92,20 @@ retry_topic = app.topic(settings.retry_topic, key_type=bytes, value_type=bytes,
 dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
 
+# Every table's changelog is compacted soon after it is written: Kafka compacts only closed
+# segments, and its defaults (a segment rolls at 1 GB or 7 days) left every version of every order
+# for a cold recovery to read. Recovery applies changelog records in large batches.
+CHANGELOG: dict[str, Any] = {
+    "extra_topic_configs": {"segment.ms": str(10 * 60 * 1000), "segment.bytes": str(64 * 1024 * 1024),
+                            "min.cleanable.dirty.ratio": "0.1"},
+    "recovery_buffer_size": 10_000,
+}
+
 orders_table = app.Table(
     "orders",
     key_type=str,
     partitions=settings.partitions,
+    **CHANGELOG,
 )
 
 # Ordered entries of the orders (due times, a client's orders, stuck orders; streams/index.py),
@@ -103,6 +114,7 @@ index_table = app.Table(
     "order-index",
     key_type=str,
     partitions=settings.partitions,
+    **CHANGELOG,
 )
 
 # order_id -> a small marker of a removed finished order (streams/closed.py), in its partition.
@@ -110,6 +122,7 @@ closed_table = app.Table(
     "closed-orders",
     key_type=str,
     partitions=settings.partitions,
+    **CHANGELOG,
 )
 
 # Per-partition counters behind /stats, written by each partition's tick (see streams/stats.py).
@@ -117,6 +130,7 @@ stats_table = app.Table(
     "partition-stats",
     key_type=str,
     partitions=settings.partitions,
+    **CHANGELOG,
 )
 
 # The agents, timers and views register themselves on `app` when imported.

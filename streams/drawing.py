@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from streams.lifecycle import Lifecycle
+from streams.lifecycle import Lifecycle, StatusTimeout
 
 START = "(new)"
 
@@ -17,12 +17,25 @@ def _label(event: str, effects: tuple[str, ...]) -> str:
     return event + (f" / POST {', '.join('/' + e for e in effects)}" if effects else "")
 
 
+def _after(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _timeout_label(timeout: StatusTimeout) -> str:
+    return f"after {_after(timeout.after_s)}: " + ("stuck" if timeout.stuck else str(timeout.event))
+
+
 def mermaid(lifecycle: Lifecycle) -> str:
     lines = ["stateDiagram-v2"]
     for row in lifecycle.transitions:
         source = "[*]" if row.source is None else row.source
         lines.append(f"    {source} --> {row.target}: {_label(row.event, row.effects)}")
     lines.extend(f"    {status} --> [*]" for status in sorted(lifecycle.final))
+    for t in lifecycle.timeouts.values():  # Mermaid has no dashed edges: a note per timeout
+        lines.append(f"    note right of {t.status}: {_timeout_label(t)}")
     return "\n".join(lines) + "\n"
 
 
@@ -33,6 +46,10 @@ def dot(lifecycle: Lifecycle) -> str:
     for row in lifecycle.transitions:
         source = START if row.source is None else row.source
         lines.append(f'    "{source}" -> "{row.target}" [label="{_label(row.event, row.effects)}"];')
+    for t in lifecycle.timeouts.values():
+        taken = lifecycle.step(t.status, t.event) if t.event is not None else None
+        target = taken.target if taken is not None else t.status  # stuck: a loop on the status
+        lines.append(f'    "{t.status}" -> "{target}" [style=dashed, label="{_timeout_label(t)}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -92,6 +109,10 @@ def svg(lifecycle: Lifecycle, box_w: int = 110, box_h: int = 30, gap_x: int = 70
                      f'stroke="#335" stroke-width="{3 if final else 1}"/>')
         parts.append(f'<text x="{x + box_w / 2:.0f}" y="{y + box_h / 2 + 4:.0f}" text-anchor="middle" '
                      f'data-status="{escape(status)}">{escape(status)}</text>')
+        timeout = lifecycle.timeouts.get(status)
+        if timeout is not None:
+            parts.append(f'<text x="{x + box_w / 2:.0f}" y="{y + box_h + 12}" text-anchor="middle" '
+                         f'fill="#a50" font-size="10">⏱ {escape(_timeout_label(timeout))}</text>')
     parts.append(f'<text x="20" y="{height - 6}" fill="#666">⚡ calls an HTTP effect; '
                  'thick border: final status</text></svg>')
     return "".join(parts)

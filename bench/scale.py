@@ -1,0 +1,337 @@
+"""A million orders on one worker: rate as state grows, stalls, memory, state size, restarts.
+
+    python bench/scale.py [--orders 1000000] [--clients 10000] [--duplicates 0.0]
+
+Starts its own broker (the project's local Kafka), publishes N orders with full lifecycles
+(created, paid, shipped, delivered; one in ten cancelled after created), their clients skewed so
+that 1% of the clients own half of the orders, and runs one `faust worker` (a real process):
+
+1. processing from an empty state: events/s per tenth of the events (first and last slice), the
+   longest `/health` answer (probed every 50 ms), RSS and peak RSS, the state dir's size;
+2. the time of a `/clients/{id}/orders` page of the biggest client;
+3. a warm restart (same state dir) and a cold recovery (state dir deleted): seconds to `/ready`,
+   the longest `/health` answer meanwhile and 10 s after, RSS after.
+
+Prints a Markdown table (paste it into bench/RESULTS.md with the machine and date). Measures, never
+asserts: a small size runs in the test suite only to prove the command works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.run import committed, fresh_topics  # noqa: E402
+from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from tests.conftest import free_port, free_port_pair  # noqa: E402
+
+FULL = ["created", "paid", "shipped", "delivered"]
+CANCELLED = ["created", "cancelled"]
+SLICES = 10
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def skewed_clients(orders: int, clients: int, seed: int) -> list[str]:
+    """A client per order: 1% of the clients own half of the orders."""
+    rng = random.Random(seed)
+    heavy = max(1, clients // 100)
+    return [f"c{rng.randrange(heavy)}" if rng.random() < 0.5 else f"c{rng.randrange(heavy, clients)}"
+            for _ in range(orders)]
+
+
+def lifecycle_events(orders: int, clients: int, duplicates: float, seed: int,
+                     chunk: int = 5_000) -> Iterator[tuple[str, bytes]]:
+    """(key, value) of every event, chunk by chunk: each step of a chunk's orders, then the next
+    step, so orders interleave as in real traffic while each order's events stay in order."""
+    owner = skewed_clients(orders, clients, seed)
+    rng = random.Random(seed + 1)
+    stamp = "2026-11-23T10:00:00Z"
+    for start in range(0, orders, chunk):
+        ids = range(start, min(orders, start + chunk))
+        chains = {n: (CANCELLED if n % 10 == 0 else FULL) for n in ids}
+        for step in range(len(FULL)):
+            for n in ids:
+                if step >= len(chains[n]):
+                    continue
+                event = {"event_id": f"e{n}-{step}", "order_id": f"o{n}", "client_id": owner[n],
+                         "type": chains[n][step], "occurred_at": stamp, "schema_version": 1}
+                value = json.dumps(event).encode()
+                yield owner[n], value
+                if duplicates and rng.random() < duplicates:
+                    yield owner[n], value
+
+
+def publish(bootstrap: str, topic: str, items: Iterator[tuple[str, bytes]]) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         "linger.ms": 50, "batch.num.messages": 10_000, "compression.type": "lz4",
+                         "queue.buffering.max.messages": 500_000})
+    sent = 0
+    for key, value in items:
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        sent += 1
+        if sent % 200_000 == 0:
+            producer.poll(0)
+            say(f"  published {sent:,}")
+    if producer.flush(120) != 0:
+        raise SystemExit("the broker did not take every event")
+    return sent
+
+
+@dataclass
+class Probe:
+    """GET /health every 50 ms in a thread; the longest answer per phase."""
+
+    url: str
+    phase: str = "start"
+    longest: dict[str, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=30) as response:
+                    response.read()
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.05)  # not listening yet (starting): not an answer
+                continue
+            took = time.monotonic() - started
+            self.longest[self.phase] = max(self.longest.get(self.phase, 0.0), took)
+            time.sleep(max(0.0, 0.05 - took))
+
+    def start(self) -> Probe:
+        threading.Thread(target=self.run, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], state_dir: Path, log: Path) -> None:
+        self.env, self.state_dir, self.log = env, state_dir, log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "warn",
+             "--web-port", str(self.port), "--web-host", "127.0.0.1"],
+            cwd=ROOT, env={**self.env, "ORDERFLOW_STATE_DIR": str(self.state_dir)},
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        return self
+
+    def get(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, {}
+
+    def ready_after(self, started: float, timeout: float = 1800) -> float:
+        while time.monotonic() - started < timeout:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the worker exited; see {self.log}")
+            try:
+                if self.get("/ready")[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"not ready after {timeout}s; see {self.log}")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(RSS, peak RSS) in MB."""
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        fields = {line.split(":")[0]: line.split()[1] for line in status.splitlines() if ":" in line}
+        return int(fields["VmRSS"]) / 1024, int(fields["VmHWM"]) / 1024
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=10_000)
+    parser.add_argument("--duplicates", type=float, default=0.0, help="share of events sent twice")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, state)")
+    args = parser.parse_args()
+    if args.orders < 1000 or args.clients < 100:
+        parser.error("at least 1000 orders and 100 clients")
+    workdir = Path(tempfile.mkdtemp(prefix="orderflow-scale-"))
+    broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
+    broker.start()
+    worker: Worker | None = None
+    try:
+        settings = fresh_topics(broker)
+        say(f"publishing {args.orders:,} orders of {args.clients:,} clients")
+        total = publish(settings.bootstrap, settings.events_topic,
+                        lifecycle_events(args.orders, args.clients, args.duplicates, args.seed))
+        group = f"scale-{uuid.uuid4().hex[:6]}"
+        env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "ORDERFLOW_APP_ID": group,
+               "ORDERFLOW_EVENTS_TOPIC": settings.events_topic, "ORDERFLOW_RETRY_TOPIC": settings.retry_topic,
+               "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_PARTITIONS": str(settings.partitions),
+               "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+        worker = Worker(env, workdir / "state", workdir / "worker.log").start()
+        probe = Probe(worker.url).start()
+        results = measure(worker, probe, settings.bootstrap, group, settings.events_topic,
+                          settings.partitions, total, args)
+        probe.stop()
+        print(table(results, args, total))
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()
+        if args.keep:
+            say(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str, partitions: int,
+            total: int, args: argparse.Namespace) -> dict[str, object]:
+    r: dict[str, object] = {}
+    probe.phase = "processing"
+    started = time.monotonic()
+    r["first_ready_s"] = worker.ready_after(started)
+    samples: list[tuple[float, int]] = []
+    while True:
+        done = committed(bootstrap, group, topic, partitions)
+        samples.append((time.monotonic(), done))
+        if done >= total:
+            break
+        if len(samples) % 10 == 0:
+            say(f"  processed {done:,}/{total:,} ({done / max(1e-9, time.monotonic() - started):,.0f}/s)")
+        time.sleep(1)
+    r["slices"] = slice_rates(samples, total)
+    r["processing_s"] = samples[-1][0] - started
+    time.sleep(3)
+    r["rss_mb"], r["peak_rss_mb"] = worker.rss_mb()
+    r["state_mb"] = dir_mb(worker.state_dir)
+    _, stats = worker.get("/stats")
+    r["orders_held"] = stats.get("orders", {}).get("total")
+    biggest = "c0"
+    timings = []
+    for _ in range(5):
+        t = time.monotonic()
+        worker.get(f"/clients/{biggest}/orders?limit=50")
+        timings.append(time.monotonic() - t)
+    r["page_ms"] = (sorted(timings)[2] * 1000, max(timings) * 1000)
+    walked, cursor = 0, None
+    t = time.monotonic()
+    while walked < 2000:
+        after = f"&after={cursor}" if cursor else ""
+        _, body = worker.get(f"/clients/{biggest}/orders?limit=500{after}")
+        walked += len(body.get("orders", []))
+        cursor = body.get("next")
+        if not cursor:
+            break
+    r["walk_2000_ms"] = (time.monotonic() - t) * 1000
+    for kind in ("warm", "cold"):
+        say(f"  {kind} restart")
+        worker.stop()
+        if kind == "cold":
+            shutil.rmtree(worker.state_dir)
+        probe.phase = kind
+        started = time.monotonic()
+        worker.start()
+        r[f"{kind}_ready_s"] = worker.ready_after(started)
+        time.sleep(10)
+        r[f"{kind}_rss_mb"] = worker.rss_mb()[0]
+    r["health_longest_s"] = dict(probe.longest)
+    return r
+
+
+def slice_rates(samples: list[tuple[float, int]], total: int) -> list[float]:
+    """Events/s in each tenth of the events (by count), from the 1 s samples."""
+    rates = []
+    for n in range(SLICES):
+        low, high = total * n // SLICES, total * (n + 1) // SLICES
+        inside = [(t, d) for t, d in samples if low <= d <= high]
+        before = [(t, d) for t, d in samples if d < low]
+        start = before[-1] if before else (inside[0] if inside else None)
+        end = next(((t, d) for t, d in samples if d >= high), None)
+        if start is None or end is None or end[0] <= start[0]:
+            rates.append(float("nan"))
+            continue
+        rates.append((end[1] - start[1]) / (end[0] - start[0]))
+    return rates
+
+
+def table(r: dict[str, object], args: argparse.Namespace, total: int) -> str:
+    slices = r["slices"]
+    assert isinstance(slices, list)
+    health = r["health_longest_s"]
+    assert isinstance(health, dict)
+    page = r["page_ms"]
+    assert isinstance(page, tuple)
+    rows = [
+        ("orders / events / clients", f"{args.orders:,} / {total:,} / {args.clients:,} "
+                                      f"(1% of clients own half; duplicates {args.duplicates:.0%})"),
+        ("orders held at the end (/stats)", f"{r['orders_held']:,}" if r["orders_held"] else "?"),
+        ("events/s, first tenth -> last tenth", f"{slices[0]:,.0f} -> {slices[-1]:,.0f} "
+                                                 f"(last/first {slices[-1] / slices[0]:.2f})"),
+        ("events/s per tenth", " ".join(f"{s:,.0f}" for s in slices)),
+        ("processing, seconds", f"{r['processing_s']:.0f}"),
+        ("longest /health answer: processing / warm / cold", " / ".join(
+            f"{health.get(k, float('nan')) * 1000:.0f} ms" for k in ("processing", "warm", "cold"))),
+        ("RSS after processing (peak)", f"{r['rss_mb']:.0f} MB ({r['peak_rss_mb']:.0f} MB)"),
+        ("state dir", f"{r['state_mb']:.0f} MB"),
+        ("ready: warm restart / cold recovery", f"{r['warm_ready_s']:.1f} s / {r['cold_ready_s']:.1f} s"),
+        ("RSS after warm / cold", f"{r['warm_rss_mb']:.0f} MB / {r['cold_rss_mb']:.0f} MB"),
+        ("biggest client's page of 50: median / max", f"{page[0]:.0f} ms / {page[1]:.0f} ms"),
+        ("walking 2,000 of its orders (pages of 500)", f"{r['walk_2000_ms']:.0f} ms"),
+    ]
+    head = (f"bench/scale.py --orders {args.orders} --clients {args.clients} --duplicates {args.duplicates}; "
+            f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"Kafka {KAFKA_VERSION}, {time.strftime('%Y-%m-%d')}")
+    return "\n".join([head, "", "| measure | value |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in rows)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""RocksDB memory that does not grow with partitions, tables or orders held.
+
+Faust opens one RocksDB per partition of each table, each with its own block cache (2 GiB by
+default) and up to three 64 MiB write buffers: 4 tables x 8 partitions may use 6 GiB of write
+buffers alone. Here every database of the worker shares one block cache and one write-buffer
+manager that charges the write buffers to that same cache, so the worker's RocksDB memory is
+bounded by one number, ORDERFLOW_ROCKSDB_MEMORY_MB, whatever the state it holds.
+
+Registered as the `orderflow-rocksdb://` store (streams/app.py); Faust's own store does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rocksdict
+from faust.stores import STORES
+from faust.stores.rocksdb import RocksDBOptions
+from faust.stores.rocksdb import Store as FaustRocksDBStore
+
+SCHEME = "orderflow-rocksdb"
+_MB = 1024 * 1024
+
+
+class Budget:
+    """The one block cache and write-buffer manager every database of this process shares."""
+
+    def __init__(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+        self.cache = rocksdict.Cache(memory_mb * _MB)
+        # write buffers count against the cache; at most half of it (no stall: flush sooner)
+        self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            memory_mb * _MB // 2, False, self.cache)
+
+
+_budget: Budget | None = None
+_memory_mb = 256
+
+
+def budget() -> Budget:
+    """Made when the first database opens, with the size `register` was given."""
+    global _budget
+    if _budget is None:
+        _budget = Budget(_memory_mb)
+    return _budget
+
+
+class SharedOptions(RocksDBOptions):
+    """Faust's options, with the shared cache and write-buffer manager and small write buffers
+    (a partition's memtable fills and flushes sooner instead of holding 64 MiB)."""
+
+    def as_options(self) -> Any:
+        options = super().as_options()
+        shared = budget()
+        table_options = rocksdict.BlockBasedOptions()
+        table_options.set_bloom_filter(self.bloom_filter_size, True)
+        table_options.set_block_cache(shared.cache)
+        table_options.set_cache_index_and_filter_blocks(True)
+        table_options.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table_options)
+        options.set_write_buffer_manager(shared.write_buffers)
+        return options
+
+
+class Store(FaustRocksDBStore):
+    """Faust's RocksDB store (rocksdict driver) with `SharedOptions`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.use_rocksdict:
+            raise RuntimeError("orderflow's RocksDB store needs the rocksdict driver")
+        given = dict(self.options or {})
+        self.rocksdb_options = SharedOptions(
+            **{**given, "write_buffer_size": int(given.get("write_buffer_size", 8 * _MB)),
+               "max_write_buffer_number": int(given.get("max_write_buffer_number", 2)),
+               "block_cache_size": 0},
+            use_rocksdict=True)
+
+
+def register(memory_mb: int) -> str:
+    """Make `orderflow-rocksdb://` a Faust store URL whose databases share `memory_mb` MiB;
+    returns the URL to give the app."""
+    global _memory_mb
+    _memory_mb = memory_mb
+    STORES.aliases[SCHEME] = f"{__name__}:Store"
+    return f"{SCHEME}://"
