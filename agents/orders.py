@@ -41,8 +41,9 @@ from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.context import detached, set_current, write_in_context
 from streams.engine.flow import refetch_starved
+from streams.engine.stalls import watch_stalls
 from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
-from streams.engine.tables import BufferedTable
+from streams.engine.tables import BufferedTable, drive_paced
 from streams.errors import InvalidEvent
 from streams.gaps import (
     FilledGap,
@@ -135,12 +136,13 @@ processor = Processor(
 outbox = LetterOutbox(_produce_letter, stats_table, _current)
 
 
-def _before_flush(batch: list[Any]) -> bool:
+async def _before_flush(batch: list[Any]) -> bool:
     """Letters first, then the records that remember them, in the same flush (streams/outbox.py);
-    then the counters of the partitions whose events this flush acks (streams/stats.py)."""
+    then the counters of the partitions whose events this flush acks (streams/stats.py). Orders
+    and index entries are written a slice at a time, the event loop turning in between."""
     sent = outbox.send()
-    written = store.write_dirty()
-    entries = index_entries.write()
+    written = await drive_paced(store.write_steps())
+    entries = await drive_paced(index_entries.write_steps())
     markers = closed.write()
     _write_counters(batch)
     return sent and written and entries and markers
@@ -305,6 +307,7 @@ def _watch_for_stuck(app: faust.App, **_: Any) -> None:
     watch_for_stuck(app, settings.stuck_after_s, lambda: _crash(
         RuntimeError(f"in a rebalance or recovery for over {settings.stuck_after_s:g}s"),
         hard_exit_after_s=HARD_EXIT_GRACE_S))
+    watch_stalls(app.loop, settings.stall_report_ms / 1000)
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]

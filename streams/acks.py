@@ -23,7 +23,7 @@ class FlushThenAck:
     later. `after_flush` runs once the flush delivered everything."""
 
     def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02,
-                 before_flush: Callable[[list[Any]], bool] | None = None,
+                 before_flush: Callable[[list[Any]], Awaitable[bool]] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
                  after_flush: Callable[[], None] | None = None) -> None:
         self._flush = flush
@@ -46,7 +46,7 @@ class FlushThenAck:
             await asyncio.sleep(self._interval_s)  # gather a batch: one flush for many events
             self._wake.clear()
             batch, self._pending = self._pending, []
-            if self._before_flush is not None and not self._before_flush(batch):
+            if self._before_flush is not None and not await self._before_flush(batch):
                 log.warning("%d events wait: their changes could not be written yet", len(batch))
                 self._pending = batch + self._pending
                 await asyncio.sleep(0.5)

@@ -80,6 +80,7 @@ class Settings:
     #: ORDERFLOW_ORDER_CACHE: orders kept decoded in memory per worker (changed ones until written).
     order_cache: int = 20_000
     rocksdb_memory_mb: int = 256  # one block cache + write buffers shared by every table and partition
+    stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
     #: ORDERFLOW_GC_THRESHOLD: Python's garbage collector thresholds for the worker (gen0,gen1,gen2;
     #: Python's own are 700,10,10). A worker holds a large heap (the order cache, Faust's state):
     #: with Python's thresholds, full collections took 20-30% of its time (see README, Benchmarks).
@@ -137,6 +138,7 @@ class Settings:
             lanes=_number(e, "ORDERFLOW_LANES", cls.lanes, 1),
             order_cache=_number(e, "ORDERFLOW_ORDER_CACHE", cls.order_cache, 0),
             rocksdb_memory_mb=_number(e, "ORDERFLOW_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb, 16),
+            stall_report_ms=_number(e, "ORDERFLOW_STALL_REPORT_MS", cls.stall_report_ms, 0),
             gc_threshold=_gc_threshold(e, cls.gc_threshold),
             history_limit=_number(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
             park_limit=_number(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),

@@ -4,7 +4,8 @@ behind a write-back cache.
 The table's key (order_id) is not the partition key (client_id), and outside producers may use any
 partitioner, so nothing here computes a partition from a key: writes go to the partition of the
 event that changed the order (Faust's current-event context), and reads for views look in the
-partitions this worker actively owns (Faust's RocksDB store internals; they live here only).
+partitions this worker actively owns (Faust's store internals: streams/engine/tables.py). The
+orders' due times and client entries are kept by streams/index.py.
 
 Write-back, as Quix Streams does per checkpoint: `put` only updates the cache and marks the order
 dirty; `write_dirty` (called by the ack loop just before its producer flush) writes each dirty order
@@ -22,7 +23,7 @@ from typing import Any
 from faust.streams import current_event
 
 from streams.engine.context import delete_in_context, detached, write_in_context
-from streams.engine.tables import active_value
+from streams.engine.tables import SLICE, WriteSteps, active_value, drive
 from streams.machine import Order
 
 
@@ -37,6 +38,7 @@ class OrderStore:
         self._cache: OrderedDict[str, tuple[int, Order]] = OrderedDict()  # order_id -> (partition, order)
         # order_id -> (event that changed it, the order, or None: remove it, a changelog tombstone)
         self._dirty: dict[str, tuple[Any, Order | None]] = {}
+        self._writing: dict[str, tuple[Any, Order | None]] = {}  # being written now
         self._is_current = is_current  # False for an event fetched before the last rebalance
 
     def get(self, order_id: str) -> Order | None:
@@ -83,19 +85,33 @@ class OrderStore:
         self._cache.pop(order_id, None)
 
     def write_dirty(self) -> bool:
-        """Write every changed order once, each in its own event's changelog partition.
+        return drive(self.write_steps())
+
+    def write_steps(self) -> WriteSteps:
+        """Write every changed order once, each in its own event's changelog partition, a slice at
+        a time (see `streams.engine.tables.drive_paced`); the orders being written stay readable.
 
         False when some could not be written yet (Faust does not know the changelog topic's
         partitions right after creating it): those stay dirty, and their events must not be acked."""
         dirty, self._dirty = self._dirty, {}
-        with detached():
-            for order_id, (event, order) in dirty.items():
+        self._writing = dirty
+        failed = False
+        try:
+            for n, (order_id, (event, order)) in enumerate(dirty.items(), start=1):
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
-                elif not (write_in_context(self.table, order_id, event, order) if order is not None
-                          else delete_in_context(self.table, order_id, event)):
+                    continue
+                with detached():
+                    done = (write_in_context(self.table, order_id, event, order) if order is not None
+                            else delete_in_context(self.table, order_id, event))
+                if not done:
+                    failed = True
                     self._dirty.setdefault(order_id, (event, order))  # unless changed since
-        return not self._dirty
+                if n % SLICE == 0:
+                    yield
+        finally:
+            self._writing = {}
+        return not failed
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions this worker lost: drop their cached and unwritten orders (their unacked events
@@ -130,7 +146,7 @@ class OrderStore:
 
     def _cached(self, order_id: str) -> tuple[int, Order | None] | None:
         """(partition, order) when the order is cached or changed; the order None when removed."""
-        dirty = self._dirty.get(order_id)
+        dirty = self._dirty.get(order_id) or self._writing.get(order_id)
         if dirty is not None:
             return dirty[0].message.partition, dirty[1]
         return self._cache.get(order_id)

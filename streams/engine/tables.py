@@ -16,8 +16,9 @@ are ordered by the encoded bytes (merged unwritten changes are sorted the same w
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from faust.streams import current_event
@@ -27,6 +28,28 @@ from streams.engine.context import delete_in_context, detached, write_in_context
 log = logging.getLogger(__name__)
 
 Deleted = None  # an unwritten change that removes the key (a changelog tombstone)
+SLICE = 200  # records written between two turns of the event loop
+WriteSteps = Generator[None, None, bool]  # yields between slices; returns whether all were written
+
+
+def drive(steps: WriteSteps) -> bool:
+    """Run a write to the end at once (tests, small writes)."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        return bool(stop.value)
+
+
+async def drive_paced(steps: WriteSteps) -> bool:
+    """Run a write, letting the event loop turn between slices: a flush of thousands of changed
+    records held the loop for up to 2 s at 300,000 orders (no /health answer, no heartbeat)."""
+    try:
+        while True:
+            next(steps)
+            await asyncio.sleep(0)
+    except StopIteration as stop:
+        return bool(stop.value)
 
 
 class BufferedTable:
@@ -39,6 +62,7 @@ class BufferedTable:
         self.table = table
         self._is_current = is_current
         self._dirty: dict[str, tuple[Any, Any]] = {}  # key -> (event, value or Deleted)
+        self._writing: dict[str, tuple[Any, Any]] = {}  # being written now (still to be read)
         self.stale_dropped = 0  # times unwritten changes were dropped (their events are redone)
 
     def accepting(self) -> bool:
@@ -50,7 +74,7 @@ class BufferedTable:
 
     def get(self, key: str) -> Any:
         """The value (unwritten changes first), read in the current event's partition."""
-        dirty = self._dirty.get(key)
+        dirty = self._dirty.get(key) or self._writing.get(key)
         if dirty is not None:
             return dirty[1]
         return self.table.get(key)
@@ -74,19 +98,30 @@ class BufferedTable:
         self._dirty[key] = (event, value)
 
     def write(self) -> bool:
+        return drive(self.write_steps())
+
+    def write_steps(self) -> WriteSteps:
         """Write every changed key once; False when some must wait (Faust does not know the
         changelog topic's partitions yet): those stay unwritten, and their events unacked."""
         dirty, self._dirty = self._dirty, {}
-        with detached():
-            for key, (event, value) in dirty.items():
+        self._writing = dirty
+        failed = False
+        try:
+            for n, (key, (event, value)) in enumerate(dirty.items(), start=1):
                 if not self._is_current(event):
                     self.stale_dropped += 1
                     continue
-                done = (write_in_context(self.table, key, event, value) if value is not Deleted
-                        else delete_in_context(self.table, key, event))
+                with detached():
+                    done = (write_in_context(self.table, key, event, value) if value is not Deleted
+                            else delete_in_context(self.table, key, event))
                 if not done:
+                    failed = True
                     self._dirty.setdefault(key, (event, value))
-        return not self._dirty
+                if n % SLICE == 0:
+                    yield
+        finally:
+            self._writing = {}
+        return not failed
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions this worker lost: their unwritten changes go (the new owner redoes them)."""
@@ -97,7 +132,8 @@ class BufferedTable:
         self._dirty = kept
 
     def unwritten(self, partition: int) -> dict[str, Any]:
-        return {k: v for k, (event, v) in self._dirty.items() if event.message.partition == partition}
+        both = {**self._writing, **self._dirty}
+        return {k: v for k, (event, v) in both.items() if event.message.partition == partition}
 
     # -- ordered ranges of one partition -----------------------------------------------------------
 
@@ -161,7 +197,7 @@ class BufferedTable:
     def get_in(self, key: str, partitions: Iterable[int]) -> Any:
         """The value if one of `partitions` holds it (unwritten changes first), else None."""
         wanted = set(partitions)
-        dirty = self._dirty.get(key)
+        dirty = self._dirty.get(key) or self._writing.get(key)
         if dirty is not None and dirty[0].message.partition in wanted:
             return dirty[1]
         return active_value(self.table, key, sorted(wanted))

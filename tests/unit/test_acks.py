@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from streams.acks import FlushThenAck
 
@@ -39,7 +40,12 @@ async def test_changes_are_written_before_the_flush_and_stale_events_are_never_a
     async def flush() -> None:
         log.append("flushed")
 
-    gate = FlushThenAck(flush, interval_s=0.01, before_flush=lambda _batch: log.append("written") is None,
+    async def write(_batch: list[Any]) -> bool:
+        log.append("written")
+        await asyncio.sleep(0)  # the loop turns while changes are written
+        return True
+
+    gate = FlushThenAck(flush, interval_s=0.01, before_flush=write,
                         is_current=lambda event: event.name != "old")
     runner = asyncio.create_task(gate.run())
     for name in ("a", "old", "b"):
@@ -56,7 +62,10 @@ async def test_a_batch_whose_changes_could_not_be_written_is_not_acked_until_the
     async def flush() -> None:
         log.append("flushed")
 
-    gate = FlushThenAck(flush, interval_s=0.01, before_flush=lambda _batch: next(attempts))
+    async def write(_batch: list[Any]) -> bool:
+        return next(attempts)
+
+    gate = FlushThenAck(flush, interval_s=0.01, before_flush=write)
     runner = asyncio.create_task(gate.run())
     gate.done(FakeEvent(log, "a"))
     await asyncio.sleep(0.2)

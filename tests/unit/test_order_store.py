@@ -75,3 +75,27 @@ def test_a_change_made_by_a_job_from_before_a_rebalance_is_not_seen_by_the_redo(
         _current_event.reset(token)
     assert order is not None and order["version"] == 1 and "x" not in order.get("letters", {})
     assert store.write_dirty() and orders["o1"]["version"] == 1
+
+
+def test_orders_being_written_a_slice_at_a_time_stay_readable_and_changes_meanwhile_wait() -> None:
+    orders = Table()
+    store = OrderStore(orders, "events", cache_size=10)  # most of them evicted from the cache
+    event = KafkaEvent()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        for n in range(450):
+            store.put({**new_order(make_event(f"o{n}", "created"), 1.0), "status": "created", "version": 1})
+        steps = store.write_steps()
+        next(steps)  # one slice written, the loop turns
+        assert "o449" not in orders and store.get("o449")["version"] == 1  # type: ignore[index]
+        store.put({**store.get("o0"), "version": 2})  # type: ignore[dict-item]  # a lane, meanwhile
+        try:
+            while True:
+                next(steps)
+        except StopIteration as done:
+            assert done.value is True  # everything of this batch written
+        assert len(orders) == 450 and orders["o0"]["version"] == 1
+        assert store.get("o0")["version"] == 2  # type: ignore[index]  # written with the next flush
+        assert store.write_dirty() and orders["o0"]["version"] == 2
+    finally:
+        _current_event.reset(token)
