@@ -4,13 +4,15 @@ Three key spaces, each read as a range of one partition, so every read and write
 a partition's first and millionth order (nothing here scans a partition):
 
     d:{due_ms:013d}:{order_id}                       -> order_id  when it next needs a timed look
-    c:{len(client_id):03d}:{client_id}:{newest_first_ms:013d}:{order_id} -> status ("" if none)
+    c:{len(client_id):03d}:{client_id}:{newest_first_ms:013d}:{order_id} -> ""
                                                                  a client's orders, newest first
     s:{order_id}                                     -> {"status", "since"}  orders marked stuck
 
 The due entries replace the scan of every order that rebuilt an in-memory due index after each
 assignment and sweep: a tick reads only the entries due now. The client entries replace one list
-per client (rewritten whole for every new order); they carry the order's status for `?status=`.
+per client (rewritten whole for every new order). A client entry is written once, when the order is
+created (an entry that changed with each transition doubled the changelog records per event);
+`?status=` reads the orders of the entries it walks, at most `scan_limit` per partition.
 The length prefix keeps one client's range from running into another's (`a` vs `a:b`).
 """
 
@@ -20,7 +22,7 @@ import base64
 import binascii
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,18 +54,19 @@ class Due:
 
 @dataclass(frozen=True)
 class _Indexed:
-    """What an order's entries say: its status, due time (ms) and whether it is stuck."""
+    """What an order's entries say: whether it has a client entry, its due time (ms), whether it
+    is stuck."""
 
-    status: str
+    listed: bool
     due: int | None
     stuck: bool
 
     @classmethod
     def of(cls, order: m.Order | None) -> _Indexed:
         if order is None:
-            return cls("", None, False)
+            return cls(False, None, False)
         due = order.get("due_at")
-        return cls(order["status"] or "", None if due is None else due_ms(due), bool(order.get("stuck")))
+        return cls(True, None if due is None else due_ms(due), bool(order.get("stuck")))
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class OrderIndex:
     # -- keeping the entries in step with the orders ------------------------------------------
 
     def sync(self, order: m.Order, before: m.Order | None) -> None:
-        """Make the order's entries say what the order says: its client entry (with its status),
+        """Make the order's entries say what the order says: its client entry,
         its due entry, its stuck mark. `before` is the record as stored.
 
         The order's record and its entries are records of one flush, and a worker killed in between
@@ -181,10 +184,10 @@ class OrderIndex:
             self._known.move_to_end(order_id)
             return
         base = known or _Indexed.of(before)
-        if known is None or known.status != new.status:
+        if not base.listed or known is None:
             key = _client_key(order)
-            if known is not None or self.entries.get(key) != new.status:
-                self.entries.put(key, new.status)
+            if not base.listed or self.entries.get(key) is None:
+                self.entries.put(key, "")
         if base.due != new.due:
             if base.due is not None:
                 self.entries.delete(f"d:{base.due:013d}:{order_id}")
@@ -218,11 +221,13 @@ class OrderIndex:
         self._known.clear()
 
     def client_page(self, partitions: Iterable[int], client_id: str, after: str | None,
-                    limit: int, status: str | None) -> ClientPage:
+                    limit: int, status: str | None,
+                    status_of: Callable[[str], str | None] = lambda _order_id: None) -> ClientPage:
         """Up to `limit` entries of the client, newest first, after the cursor, from `partitions`
         (a client's orders may sit in several partitions when producers used different
-        partitioners). With `status`, other entries are read and skipped, at most `scan_limit`
-        per partition: a page may then be short, and its `bound` says how far it looked."""
+        partitioners). With `status`, each entry's order is read (`status_of`) and the others
+        skipped, at most `scan_limit` per partition: a page may then be short, and its `bound`
+        says how far it looked."""
         prefix = _client_prefix(client_id)
         start = prefix + decode_cursor(after) if after is not None else None
         found: list[ClientEntry] = []
@@ -233,11 +238,12 @@ class OrderIndex:
                 chunk = self.entries.range(partition, prefix, after=position,
                                            limit=min(self.scan_limit - read, max(limit, 100)))
                 read += len(chunk)
-                for key, value in chunk:
+                for key, _ in chunk:
                     position = key
-                    if status is None or value == status:
-                        suffix = key[len(prefix):]
-                        found.append(ClientEntry(suffix.split(":", 1)[1], value, encode_cursor(suffix)))
+                    suffix = key[len(prefix):]
+                    order_id = suffix.split(":", 1)[1]
+                    if status is None or status_of(order_id) == status:
+                        found.append(ClientEntry(order_id, status, encode_cursor(suffix)))
                         taken += 1
                         if taken >= limit:
                             break

@@ -151,7 +151,12 @@ class ClientOrdersView(View):
             return self.json({"error": query}, status=400)
         limit, status, after = query
         agent = _agent()
-        local = agent.index.client_page(agent.store.active_partitions(), client_id, after, limit, status)
+        def status_of(order_id: str) -> str | None:
+            order = agent.store.get_active(order_id)
+            return None if order is None else order["status"]
+
+        local = agent.index.client_page(agent.store.active_partitions(), client_id, after, limit,
+                                        status, status_of)
         orders = {}
         for entry in local.entries:
             order = agent.store.get_active(entry.order_id)

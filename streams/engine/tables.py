@@ -63,6 +63,8 @@ class BufferedTable:
         self._is_current = is_current
         self._dirty: dict[str, tuple[Any, Any]] = {}  # key -> (event, value or Deleted)
         self._writing: dict[str, tuple[Any, Any]] = {}  # being written now (still to be read)
+        self._parts: dict[int, set[str]] = {}  # keys of _dirty per partition (ranges read these)
+        self._writing_parts: dict[int, set[str]] = {}
         self.stale_dropped = 0  # times unwritten changes were dropped (their events are redone)
 
     def accepting(self) -> bool:
@@ -96,6 +98,7 @@ class BufferedTable:
         if not self._is_current(event):  # a job from before a rebalance: redone by the owner
             return
         self._dirty[key] = (event, value)
+        self._parts.setdefault(event.message.partition, set()).add(key)
 
     def write(self) -> bool:
         return drive(self.write_steps())
@@ -104,7 +107,7 @@ class BufferedTable:
         """Write every changed key once; False when some must wait (Faust does not know the
         changelog topic's partitions yet): those stay unwritten, and their events unacked."""
         dirty, self._dirty = self._dirty, {}
-        self._writing = dirty
+        self._writing, self._writing_parts, self._parts = dirty, self._parts, {}
         failed = False
         try:
             for n, (key, (event, value)) in enumerate(dirty.items(), start=1):
@@ -116,11 +119,13 @@ class BufferedTable:
                             else delete_in_context(self.table, key, event))
                 if not done:
                     failed = True
-                    self._dirty.setdefault(key, (event, value))
+                    if key not in self._dirty:
+                        self._dirty[key] = (event, value)
+                        self._parts.setdefault(event.message.partition, set()).add(key)
                 if n % SLICE == 0:
                     yield
         finally:
-            self._writing = {}
+            self._writing, self._writing_parts = {}, {}
         return not failed
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -130,10 +135,19 @@ class BufferedTable:
         if len(kept) != len(self._dirty):
             self.stale_dropped += 1
         self._dirty = kept
+        for partition in lost:
+            self._parts.pop(partition, None)
 
-    def unwritten(self, partition: int) -> dict[str, Any]:
-        both = {**self._writing, **self._dirty}
-        return {k: v for k, (event, v) in both.items() if event.message.partition == partition}
+    def unwritten(self, partition: int, prefix: str = "") -> dict[str, Any]:
+        """Changes of `partition` not written yet (keys starting with `prefix`): the cost is the
+        partition's own changes, not every change of the worker."""
+        found: dict[str, Any] = {}
+        for changes, keys in ((self._writing, self._writing_parts), (self._dirty, self._parts)):
+            for key in keys.get(partition, ()):
+                change = changes.get(key) if key.startswith(prefix) else None
+                if change is not None and change[0].message.partition == partition:
+                    found[key] = change[1]
+        return found
 
     # -- ordered ranges of one partition -----------------------------------------------------------
 
@@ -141,8 +155,8 @@ class BufferedTable:
               until: str | None = None, limit: int = 100) -> list[tuple[str, Any]]:
         """Up to `limit` (key, value) of `partition` whose key starts with `prefix`, in key order,
         strictly after `after` and up to `until` (inclusive), unwritten changes included."""
-        pending = {k: v for k, v in self.unwritten(partition).items()
-                   if k.startswith(prefix) and (after is None or self._encode(k) > self._encode(after))
+        pending = {k: v for k, v in self.unwritten(partition, prefix).items()
+                   if (after is None or self._encode(k) > self._encode(after))
                    and (until is None or self._encode(k) <= self._encode(until))}
         found: list[tuple[bytes, str, Any]] = []
         for raw, key, value in self._stored_range(partition, prefix, after, until):

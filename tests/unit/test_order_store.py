@@ -49,7 +49,7 @@ def test_an_order_missing_from_its_client_index_is_indexed_when_its_event_is_red
     finally:
         _current_event.reset(token)
     page = processor.index.client_page([0], "c1", None, 10, None)  # type: ignore[attr-defined]
-    assert [(e.order_id, e.status) for e in page.entries] == [("o1", "created")]
+    assert [e.order_id for e in page.entries] == ["o1"]
 
 
 class StaleEvent(KafkaEvent):
