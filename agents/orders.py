@@ -160,7 +160,9 @@ def _write_counters(batch: list[Any]) -> None:
 
 acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current,
                     after_flush=lambda: stats.flushed())
-_due_in_flight: dict[int, set[str]] = {}  # per partition: due entries handed to the lanes
+# per partition: the due entries handed to the lanes, in this consumer generation (a job from an
+# older one is skipped by its lane, without calling its done callback)
+_due_in_flight: dict[int, tuple[int, set[str]]] = {}
 _agent_queue: list[Any] = []  # the agent's channel queue, once it runs
 gaps = GapGuard(client_config(settings), settings.app_id)
 
@@ -274,7 +276,10 @@ async def _on_internal(event: faust.EventT, source: Source) -> None:
         refetch_starved(app, _agent_queue[0], (settings.events_topic, settings.retry_topic))
     # Only the entries due now are read (streams/index.py): a tick costs the same at a million
     # orders held as at ten, after an assignment as at any other time.
-    in_flight = _due_in_flight.setdefault(partition, set())
+    generation, in_flight = _due_in_flight.get(partition, (-1, set()))
+    if generation != app.consumer_generation_id:
+        in_flight = set()
+        _due_in_flight[partition] = (app.consumer_generation_id, in_flight)
     ready = [entry for entry in index.due(partition, time.time(), DUE_PER_TICK + len(in_flight))
              if entry.key not in in_flight][:DUE_PER_TICK]
     if not ready:
