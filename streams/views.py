@@ -151,34 +151,36 @@ class ClientOrdersView(View):
             return self.json({"error": query}, status=400)
         limit, status, after = query
         agent = _agent()
+
         def status_of(order_id: str) -> str | None:
             order = agent.store.get_active(order_id)
             return None if order is None else order["status"]
 
         local = agent.index.client_page(agent.store.active_partitions(), client_id, after, limit,
                                         status, status_of)
-        orders = {}
+        # Every entry read takes its place in the page, shown or not (an order that only has
+        # parked events, or one removed a moment ago): `next` must go on from the last one read.
+        orders: dict[str, dict[str, Any] | None] = {}
         for entry in local.entries:
             order = agent.store.get_active(entry.order_id)
-            if order is not None and order["status"] is not None:
-                orders[entry.cursor] = view(order)
-        pages = [[e for e in local.entries if e.cursor in orders]]
+            orders[entry.cursor] = view(order) if order is not None and order["status"] else None
+        pages = [local.entries]
         bounds = [local.bound] if local.bound is not None else []
         if request.query.get(LOCAL) is not None:
             return self.json({"client_id": client_id, "bound": local.bound,
-                              "orders": [{"cursor": c, "order": o} for c, o in orders.items()]})
+                              "entries": [{"cursor": e.cursor, "order_id": e.order_id,
+                                           "order": orders[e.cursor]} for e in local.entries]})
         path = f"/clients/{quote(client_id, safe='')}/orders/?{urlencode(request.query)}"
         for code, body in await _ask_peers(path):
             if code != 200:
                 return self.json({"error": f"a worker did not answer: {body.get('error')}"}, status=503)
-            pages.append([ClientEntry(o["order"]["order_id"], o["order"]["status"], o["cursor"])
-                          for o in body["orders"]])
-            orders.update({o["cursor"]: o["order"] for o in body["orders"]})
+            pages.append([ClientEntry(e["order_id"], None, e["cursor"]) for e in body["entries"]])
+            orders.update({e["cursor"]: e["order"] for e in body["entries"]})
             if body.get("bound") is not None:
                 bounds.append(body["bound"])
         merged = merge_pages(pages, bounds, limit)
-        return self.json({"client_id": client_id, "orders": [orders[e.cursor] for e in merged.entries],
-                          "next": merged.next})
+        shown = [order for e in merged.entries if (order := orders[e.cursor]) is not None]
+        return self.json({"client_id": client_id, "orders": shown, "next": merged.next})
 
 
 def _local_share() -> dict[str, Any]:
