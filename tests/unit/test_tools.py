@@ -7,7 +7,7 @@ import sys
 from collections import defaultdict
 
 from streams.drawing import dot, mermaid, svg
-from streams.lifecycle import DEFAULT
+from streams.lifecycle import DEFAULT, Lifecycle, StatusTimeout
 from streams.simulate import read_expected, traffic, write_expected
 from tests.reference import run_model
 from tests.workers import ROOT
@@ -46,6 +46,16 @@ def test_drawings_show_every_transition_and_effect() -> None:
     picture = svg(DEFAULT)
     assert picture.count("<line") == len(DEFAULT.transitions)
     assert all(f'data-status="{s}"' in picture for s in DEFAULT.statuses)
+
+
+def test_drawings_show_status_timeouts() -> None:
+    timed = Lifecycle.build(DEFAULT.transitions, DEFAULT.final, [
+        StatusTimeout("created", 1800, event="cancelled"), StatusTimeout("paid", 172800, stuck=True)])
+    assert "note right of created: after 30m: cancelled" in mermaid(timed)
+    graph = dot(timed)
+    assert '"created" -> "cancelled" [style=dashed, label="after 30m: cancelled"];' in graph
+    assert '"paid" -> "paid" [style=dashed, label="after 2d: stuck"];' in graph
+    assert "after 2d: stuck" in svg(timed)
 
 
 def orderflow(*args: str) -> subprocess.CompletedProcess[str]:
