@@ -76,9 +76,6 @@ app = App(
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=int(os.environ.get("ORDERFLOW_STANDBY_REPLICAS", "0")),
     broker_commit_every=1000,
-    # At most this many fetched records are turned into Faust events per step: unbounded, a large
-    # fetch became thousands of events in one go, holding the event loop for a quarter second.
-    broker_max_poll_records=int(os.environ.get("ORDERFLOW_MAX_POLL_RECORDS", "1000")),
     broker_commit_interval=float(os.environ.get("ORDERFLOW_COMMIT_INTERVAL_S", "2.8")),
     # How soon the group notices a dead worker and hands its partitions to the others.
     broker_session_timeout=float(os.environ.get("ORDERFLOW_SESSION_TIMEOUT_S", "30")),
