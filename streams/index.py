@@ -72,7 +72,6 @@ class _Indexed:
 @dataclass(frozen=True)
 class ClientEntry:
     order_id: str
-    status: str | None
     cursor: str  # where the next page starts (opaque to users)
 
 
@@ -243,7 +242,7 @@ class OrderIndex:
                     suffix = key[len(prefix):]
                     order_id = suffix.split(":", 1)[1]
                     if status is None or status_of(order_id) == status:
-                        found.append(ClientEntry(order_id, status, encode_cursor(suffix)))
+                        found.append(ClientEntry(order_id, encode_cursor(suffix)))
                         taken += 1
                         if taken >= limit:
                             break

@@ -174,7 +174,7 @@ class ClientOrdersView(View):
         for code, body in await _ask_peers(path):
             if code != 200:
                 return self.json({"error": f"a worker did not answer: {body.get('error')}"}, status=503)
-            pages.append([ClientEntry(e["order_id"], None, e["cursor"]) for e in body["entries"]])
+            pages.append([ClientEntry(e["order_id"], e["cursor"]) for e in body["entries"]])
             orders.update({e["cursor"]: e["order"] for e in body["entries"]})
             if body.get("bound") is not None:
                 bounds.append(body["bound"])

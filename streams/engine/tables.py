@@ -206,16 +206,6 @@ class BufferedTable:
                                   self.table.name, partition)
             it.next()
 
-    # -- reads for views (no event: this worker's active partitions) -------------------------------
-
-    def get_in(self, key: str, partitions: Iterable[int]) -> Any:
-        """The value if one of `partitions` holds it (unwritten changes first), else None."""
-        wanted = set(partitions)
-        dirty = self._dirty.get(key) or self._writing.get(key)
-        if dirty is not None and dirty[0].message.partition in wanted:
-            return dirty[1]
-        return active_value(self.table, key, sorted(wanted))
-
 
 def json_order(text: str) -> bytes:
     """`text` as its JSON string's bytes sort (printable text: only `\\` and `"` are escaped), to
