@@ -152,7 +152,7 @@ class Worker:
 
     def start(self) -> Worker:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "warn",
+            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info",
              "--web-port", str(self.port), "--web-host", "127.0.0.1"],
             cwd=ROOT, env={**self.env, "ORDERFLOW_STATE_DIR": str(self.state_dir)},
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.0, help="share of events sent twice")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, state)")
+    parser.add_argument("--faust-recovery", action="store_true",
+                        help="also time a cold start through Faust's own per-record recovery")
     args = parser.parse_args()
     if args.orders < 1000 or args.clients < 100:
         parser.error("at least 1000 orders and 100 clients")
@@ -282,20 +284,31 @@ def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str
         if not cursor:
             break
     r["walk_2000_ms"] = (time.monotonic() - t) * 1000
-    for kind in ("warm", "cold"):
+    kinds = ["warm", "cold"] + (["cold-faust"] if args.faust_recovery else [])
+    for kind in kinds:
         say(f"  {kind} restart")
+        probe.enter("stopping")  # a stopping worker's slow answers are not the next phase's
         worker.stop()
-        if kind == "cold":
+        if kind.startswith("cold"):
             shutil.rmtree(worker.state_dir)
+        # "cold-faust": the same cold start through Faust's own per-record recovery, side by side
+        worker.env["ORDERFLOW_BULK_RECOVERY"] = "0" if kind == "cold-faust" else "1"
         probe.enter(kind)
         started = time.monotonic()
         worker.start()
         r[f"{kind}_ready_s"] = worker.ready_after(started)
         time.sleep(10)
         r[f"{kind}_rss_mb"] = worker.rss_mb()[0]
+    r["bulk_recovered"] = bulk_recovered(worker.log)
     r["health_longest_s"] = dict(probe.longest)
     r["health_slow"] = sorted(probe.slow, key=lambda s: -s[2])[:8]
     return r
+
+
+def bulk_recovered(log: Path) -> str:
+    """The worker's last "Bulk recovery done" line (records, seconds, rate), if any."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "Bulk recovery done" in line]
+    return lines[-1].split("Bulk recovery done: ", 1)[-1] if lines else "none"
 
 
 def slice_rates(samples: list[tuple[float, int]], total: int) -> list[float]:
@@ -336,6 +349,10 @@ def table(r: dict[str, object], args: argparse.Namespace, total: int) -> str:
         ("state dir", f"{r['state_mb']:.0f} MB"),
         ("ready: warm restart / cold recovery", f"{r['warm_ready_s']:.1f} s / {r['cold_ready_s']:.1f} s"),
         ("RSS after warm / cold", f"{r['warm_rss_mb']:.0f} MB / {r['cold_rss_mb']:.0f} MB"),
+        ("cold recovery read in bulk", str(r["bulk_recovered"])),
+        *([("cold recovery through Faust's per-record path (same data): ready / longest /health",
+            f"{r['cold-faust_ready_s']:.1f} s / {health.get('cold-faust', float('nan')) * 1000:.0f} ms")]
+          if "cold-faust_ready_s" in r else []),
         ("biggest client's page of 50: median / max", f"{page[0]:.0f} ms / {page[1]:.0f} ms"),
         ("walking 2,000 of its orders (pages of 500)", f"{r['walk_2000_ms']:.0f} ms"),
         ("slowest /health answers (phase, seconds into it)", "; ".join(

@@ -14,8 +14,10 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.engine.recovery import table_manager
 from streams.engine.rocksdb import register as register_rocksdb
 from streams.engine.supervision import AgentState
+from streams.kafka_clients import client_config
 from streams.lifecycle import load
 from streams.transport import RawBytes, Transport
 
@@ -66,6 +68,8 @@ app = App(
     broker=",".join(f"kafka://{b}" for b in settings.bootstrap.split(",")),
     broker_credentials=_credentials(settings),
     store=register_rocksdb(settings.rocksdb_memory_mb),
+    # a cold start reads its changelogs in bulk (streams/engine/recovery.py)
+    TableManager=table_manager(client_config(settings)) if settings.bulk_recovery else None,
     datadir=str(settings.state_dir),
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication,

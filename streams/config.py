@@ -32,6 +32,15 @@ def _number(env: Mapping[str, str], name: str, default: N, minimum: N) -> N:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name} must be 1 or 0, not {raw!r}")
+    return raw in ("1", "true", "yes")
+
+
 def _gc_threshold(env: Mapping[str, str],
                   default: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
     raw = env.get("ORDERFLOW_GC_THRESHOLD", "").strip()
@@ -81,6 +90,9 @@ class Settings:
     order_cache: int = 20_000
     rocksdb_memory_mb: int = 256  # one block cache + write buffers shared by every table and partition
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
+    #: ORDERFLOW_BULK_RECOVERY: read changelogs in bulk when a table recovers (1) or only through
+    #: Faust's per-record recovery (0).
+    bulk_recovery: bool = True
     #: ORDERFLOW_GC_THRESHOLD: Python's garbage collector thresholds for the worker (gen0,gen1,gen2;
     #: Python's own are 700,10,10). A worker holds a large heap (the order cache, Faust's state):
     #: with Python's thresholds, full collections took 20-30% of its time (see README, Benchmarks).
@@ -139,6 +151,7 @@ class Settings:
             order_cache=_number(e, "ORDERFLOW_ORDER_CACHE", cls.order_cache, 0),
             rocksdb_memory_mb=_number(e, "ORDERFLOW_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb, 16),
             stall_report_ms=_number(e, "ORDERFLOW_STALL_REPORT_MS", cls.stall_report_ms, 0),
+            bulk_recovery=_flag(e, "ORDERFLOW_BULK_RECOVERY", cls.bulk_recovery),
             gc_threshold=_gc_threshold(e, cls.gc_threshold),
             history_limit=_number(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
             park_limit=_number(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),

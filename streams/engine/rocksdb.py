@@ -17,6 +17,7 @@ import rocksdict
 from faust.stores import STORES
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksDBStore
+from faust.types import TP
 
 SCHEME = "orderflow-rocksdb"
 _MB = 1024 * 1024
@@ -75,6 +76,12 @@ class Store(FaustRocksDBStore):
                "max_write_buffer_number": int(given.get("max_write_buffer_number", 2)),
                "block_cache_size": 0},
             use_rocksdict=True)
+
+    def write_changelog_batch(self, tp: TP, batch: rocksdict.WriteBatch, last_offset: int) -> None:
+        """Write a batch of changelog records of `tp` together with its new persisted offset (one
+        atomic write: a crash leaves the data and the offset Faust resumes from in step)."""
+        batch.put(self.offset_key, str(last_offset).encode())
+        self._db_for_partition(tp.partition).write(batch)
 
 
 def register(memory_mb: int) -> str:
