@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.streams import current_event
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
@@ -35,22 +34,23 @@ from streams.app import (
     settings,
     stats_table,
 )
-from streams.batches import batches
 from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
-from streams.engine.context import detached, set_current, write_in_context
+from streams.engine.batches import batches
+from streams.engine.context import current_event, detached, set_current, write_in_context
 from streams.engine.flow import refetch_starved
-from streams.engine.stalls import watch_stalls
-from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
-from streams.engine.tables import BufferedTable, drive_paced
-from streams.errors import InvalidEvent
-from streams.gaps import (
+from streams.engine.gaps import (
     FilledGap,
     GapGuard,
     refuse_acks_of_skipped,
     seek_uncommitted_to_beginning,
 )
+from streams.engine.stalls import watch_stalls
+from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
+from streams.engine.tables import BufferedTable, drive_paced
+from streams.engine.transport import committed_offset
+from streams.errors import InvalidEvent
 from streams.index import Due, OrderIndex
 from streams.kafka_clients import client_config
 from streams.lanes import Lanes
@@ -106,7 +106,7 @@ def _lag() -> dict[tuple[str, int], int]:
     lag = {}
     for tp in app.assignor.assigned_actives():
         if tp.topic in (settings.events_topic, settings.retry_topic):
-            committed = getattr(consumer, "_committed_offset", {}).get(tp) or 0
+            committed = committed_offset(consumer, tp)
             lag[(tp.topic, tp.partition)] = max(0, consumer.highwater(tp) - committed)
     return lag
 

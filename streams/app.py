@@ -14,13 +14,15 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.engine import require_faust_version
 from streams.engine.recovery import table_manager
 from streams.engine.rocksdb import register as register_rocksdb
 from streams.engine.supervision import AgentState
+from streams.engine.transport import RawBytes, Transport
 from streams.kafka_clients import client_config
 from streams.lifecycle import load
-from streams.transport import RawBytes, Transport
 
+require_faust_version()  # before anything of Faust's is built: the engine follows one version
 settings = Settings.from_env()
 lifecycle = load(settings.lifecycle_file or None)
 

@@ -20,9 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from faust.streams import current_event
-
-from streams.engine.context import delete_in_context, detached, write_in_context
+from streams.engine.context import current_event, delete_in_context, detached, write_in_context
 from streams.engine.tables import SLICE, WriteSteps, active_value, drive
 from streams.machine import Order
 

@@ -1,1 +1,25 @@
-"""The room for what touches Faust's and mode's private names (issue 13 moves the rest here)."""
+"""The engine room: everything that reaches into faust-streaming's, aiokafka's or mode's private
+names lives in this package and nowhere else (tests/unit/test_engine_room.py checks it).
+
+The rest of orderflow talks to it through these modules' public functions and classes:
+`transport` (the lean per-message path, commits that never pass an event in flight), `gaps` and
+`batches` (the rebalance guards), `context` (Faust's current event), `tables` (buffered table
+access, ordered reads), `rocksdb` (the shared-memory store), `recovery` (bulk table recovery),
+`flow`, `supervision` and `stalls`. It is written against one faust-streaming version,
+`FAUST_VERSION`; `require_faust_version` refuses any other before a worker starts.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+FAUST_VERSION = "0.15.3"
+
+
+def require_faust_version(installed: str | None = None) -> None:
+    """Stop with one line unless faust-streaming is the version the engine follows: its private
+    names change between releases, and a mismatch would fail later, in the middle of a rebalance."""
+    found = installed if installed is not None else metadata.version("faust-streaming")
+    if found != FAUST_VERSION:
+        raise SystemExit(f"orderflow's engine follows faust-streaming {FAUST_VERSION}, but {found} is "
+                         f"installed: pip install 'faust-streaming=={FAUST_VERSION}'")

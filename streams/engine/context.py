@@ -15,8 +15,14 @@ from typing import Any
 
 from faust.exceptions import PartitionsMismatch
 from faust.streams import _current_event
+from faust.streams import current_event as _faust_current_event
 
-__all__ = ["delete_in_context", "detached", "set_current", "write_in_context"]
+__all__ = ["current_event", "delete_in_context", "detached", "set_current", "write_in_context"]
+
+
+def current_event() -> Any:
+    """The event whose processing this task is in (None outside any)."""
+    return _faust_current_event()
 
 
 def set_current(event: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.gaps import GapGuard
+from streams.engine.gaps import GapGuard
 from streams.publisher import Publisher
 from streams.topics import create_topics
 from tests.conftest import SettingsFactory

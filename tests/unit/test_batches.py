@@ -1,4 +1,5 @@
-"""The agent's events in batches (streams/batches.py) and the lean delivery (streams/transport.py)."""
+"""The agent's events in batches (streams/engine/batches.py) and the lean delivery
+(streams/engine/transport.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from streams.batches import batches
-from streams.transport import Consumer
+from streams.engine.batches import batches
+from streams.engine.transport import Consumer
 
 
 def _stream() -> SimpleNamespace:

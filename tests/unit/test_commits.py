@@ -1,5 +1,5 @@
-"""Which offset a worker commits (streams/transport.py, streams/gaps.py): never past an event still
-being processed, and past offsets the gap guard filled once they are done."""
+"""Which offset a worker commits (streams/engine/transport.py, streams/engine/gaps.py): never
+past an event still being processed, and past offsets the gap guard filled once they are done."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.gaps import FilledGap
-from streams.transport import Consumer, Transport
+from streams.engine.gaps import FilledGap
+from streams.engine.transport import Consumer, Transport
 
 EVENTS = TP("events", 0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaException
 
-from streams.gaps import TP, GapGuard
+from streams.engine.gaps import TP, GapGuard
 
 EVENTS = ("events", 1)
 
@@ -55,7 +55,7 @@ async def test_after_a_rebalance_the_committed_offset_is_the_first_expected(
 def test_a_message_the_stream_skipped_is_not_acked() -> None:
     from types import SimpleNamespace
 
-    from streams.gaps import refuse_acks_of_skipped
+    from streams.engine.gaps import refuse_acks_of_skipped
 
     acked: list[int] = []
     consumer = SimpleNamespace(ack=lambda message: acked.append(message.offset) or True)
@@ -78,7 +78,7 @@ async def test_a_partition_nobody_committed_is_read_from_its_beginning() -> None
 
     from faust.types import TP as FaustTP
 
-    from streams.gaps import seek_uncommitted_to_beginning
+    from streams.engine.gaps import seek_uncommitted_to_beginning
 
     events = [FaustTP("events", p) for p in range(4)]
     committed = {events[0]: 12, events[1]: None, events[2]: 0, events[3]: 5, FaustTP("changelog", 0): None}

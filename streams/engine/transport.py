@@ -168,6 +168,11 @@ class Consumer(driver.Consumer):
         return None if new is None else min(new, floor)
 
 
+def committed_offset(consumer: Any, tp: TP) -> int:
+    """The offset this worker last committed for `tp` (0 before its first commit)."""
+    return int(getattr(consumer, "_committed_offset", {}).get(tp) or 0)
+
+
 class Transport(driver.Transport):
     Consumer = Consumer
 
