@@ -82,6 +82,9 @@ app = App(
     consumer_auto_offset_reset="earliest",
     table_standby_replicas=int(os.environ.get("ORDERFLOW_STANDBY_REPLICAS", "0")),
     broker_commit_every=1000,
+    # At most this many fetched records are decoded per step, partitions served in turn
+    # (streams/engine/transport.py): unbounded, a backlog was decoded 300,000 records at a time.
+    broker_max_poll_records=settings.max_poll_records,
     broker_commit_interval=float(os.environ.get("ORDERFLOW_COMMIT_INTERVAL_S", "2.8")),
     # How soon the group notices a dead worker and hands its partitions to the others.
     broker_session_timeout=float(os.environ.get("ORDERFLOW_SESSION_TIMEOUT_S", "30")),

@@ -90,6 +90,8 @@ class Settings:
     order_cache: int = 20_000
     rocksdb_memory_mb: int = 256  # one block cache + write buffers shared by every table and partition
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
+    #: ORDERFLOW_MAX_POLL_RECORDS: fetched records decoded per step of the consumer.
+    max_poll_records: int = 2000
     #: ORDERFLOW_BULK_RECOVERY: read changelogs in bulk when a table recovers (1) or only through
     #: Faust's per-record recovery (0).
     bulk_recovery: bool = True
@@ -151,6 +153,7 @@ class Settings:
             order_cache=_number(e, "ORDERFLOW_ORDER_CACHE", cls.order_cache, 0),
             rocksdb_memory_mb=_number(e, "ORDERFLOW_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb, 16),
             stall_report_ms=_number(e, "ORDERFLOW_STALL_REPORT_MS", cls.stall_report_ms, 0),
+            max_poll_records=_number(e, "ORDERFLOW_MAX_POLL_RECORDS", cls.max_poll_records, 1),
             bulk_recovery=_flag(e, "ORDERFLOW_BULK_RECOVERY", cls.bulk_recovery),
             gc_threshold=_gc_threshold(e, cls.gc_threshold),
             history_limit=_number(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
