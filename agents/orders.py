@@ -24,6 +24,7 @@ from schemas.envelope import decode
 from streams.acks import FlushThenAck
 from streams.app import (
     app,
+    changes_topic,
     closed_table,
     dlq_topic,
     index_table,
@@ -56,7 +57,7 @@ from streams.kafka_clients import client_config
 from streams.lanes import Lanes
 from streams.machine import Limits
 from streams.metrics import Metrics
-from streams.outbox import LetterOutbox
+from streams.outbox import Outbox
 from streams.processor import Policy, Processor
 from streams.retry import Backoff
 from streams.state import OrderStore
@@ -75,6 +76,15 @@ async def _send_dead_letter(letter: dict[str, Any]) -> None:
 
 def _produce_letter(letter: dict[str, Any], key: bytes | None) -> None:
     dlq_topic.send_soon(key=key, value=encode(letter))
+
+
+def _send_change(record: dict[str, Any]) -> None:
+    """Held until the flush that acks its event: a crash can repeat a change, never lose one."""
+    changes.add(current_event(), record, record["client_id"].encode())
+
+
+def _produce_change(record: dict[str, Any], key: bytes | None) -> None:
+    changes_topic.send_soon(key=key, value=json.dumps(record, separators=(",", ":")).encode())
 
 
 async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
@@ -131,9 +141,10 @@ processor = Processor(
     effects=effects,
     backoff=Backoff(settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts),
     index=index, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
-    stats=stats, observe_latency=metrics.observe_latency,
+    stats=stats, observe_latency=metrics.observe_latency, send_change=_send_change,
 )
-outbox = LetterOutbox(_produce_letter, stats_table, _current)
+outbox = Outbox(_produce_letter, stats_table, _current)
+changes = Outbox(_produce_change, None, _current)  # the change feed, sent like the letters
 
 
 async def _before_flush(batch: list[Any]) -> bool:
@@ -141,6 +152,7 @@ async def _before_flush(batch: list[Any]) -> bool:
     then the counters of the partitions whose events this flush acks (streams/stats.py). Orders
     and index entries are written a slice at a time, the event loop turning in between."""
     sent = outbox.send()
+    changes.send()
     written = await drive_paced(store.write_steps())
     entries = await drive_paced(index_entries.write_steps())
     markers = closed.write()
@@ -326,6 +338,7 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
             store.forget([tp.partition])
             index_entries.forget([tp.partition])
             outbox.forget([tp.partition])
+            changes.forget([tp.partition])
             closed.forget([tp.partition])
 
 

@@ -98,7 +98,8 @@ def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Pa
     group = f"bench-{logname}-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "ORDERFLOW_APP_ID": group,
            "ORDERFLOW_EVENTS_TOPIC": settings.events_topic, "ORDERFLOW_RETRY_TOPIC": settings.retry_topic,
-           "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_PARTITIONS": str(settings.partitions),
+           "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_CHANGES_TOPIC": settings.changes_topic,
+           "ORDERFLOW_PARTITIONS": str(settings.partitions),
            "ORDERFLOW_STATE_DIR": str(workdir / group), "ORDERFLOW_COMMIT_INTERVAL_S": "0.5",
            "ORDERFLOW_SWEEP_INTERVAL_S": "5", "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT),
            **extra}

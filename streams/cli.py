@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -121,10 +122,56 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _changes(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.changes import new_versions, read_changes
+
+    records = read_changes(settings, follow=args.follow, idle=lambda: sys.stdout.flush())
+    if args.order is not None:
+        records = (r for r in records if r.get("order_id") == args.order)
+    if not args.repeats:
+        records = new_versions(records)
+    shown = 0
+    for record in records:
+        print(json.dumps(record, separators=(",", ":")))
+        shown += 1
+    print(f"{shown} changes on {settings.changes_topic}", file=sys.stderr)
+    return 0
+
+
+def _orders(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import terminal
+
+    if args.action == "get":
+        if not args.order_id or args.client:
+            raise OrderflowError("orders get: give one ORDER_ID (orders list --client C lists a client's)")
+        print(json.dumps(terminal.order(args.url, args.order_id), indent=2))
+        return 0
+    if args.order_id or not args.client:
+        raise OrderflowError("orders list: give --client CLIENT_ID (orders get ORDER_ID shows one order)")
+    shown = 0
+    for view in terminal.client_orders(args.url, args.client, args.status):
+        print(json.dumps(view, separators=(",", ":")) if args.json else terminal.order_line(view))
+        shown += 1
+        if shown >= args.limit:
+            break
+    status = f" in status {args.status}" if args.status else ""
+    print(f"{shown} orders of client {args.client}{status} (newest first)", file=sys.stderr)
+    return 0
+
+
 def _lifecycle(args: argparse.Namespace, settings: Settings) -> int:
     from streams import drawing
     from streams.lifecycle import load
 
+    if args.action == "check":
+        if not args.path:
+            raise OrderflowError("lifecycle check: give the lifecycle FILE to check")
+        checked = load(args.path)  # the worker's own start-up checks: a LifecycleError says what
+        print(f"{args.path}: ok: {len(checked.statuses)} statuses, {len(checked.transitions)} "
+              f"transitions, {len(checked.final)} final, {len(checked.timeouts)} timeouts")
+        return 0
+    if args.path:
+        raise OrderflowError("lifecycle: a FILE goes with 'check'; to draw one, use --file FILE")
     lifecycle = load(args.file or settings.lifecycle_file or None)
     print(drawing.mermaid(lifecycle) if args.format == "mermaid" else drawing.dot(lifecycle), end="")
     return 0
@@ -223,7 +270,30 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--dry-run", action="store_true", help="replay: only show what would be sent")
     dlq.set_defaults(handler=_dlq, needs_kafka=True)
 
-    lifecycle = commands.add_parser("lifecycle", help="draw the transitions table")
+    changes = commands.add_parser("changes", help="print the change feed (orders.changes)")
+    changes.add_argument("action", choices=["tail"])
+    changes.add_argument("--order", help="only this order's changes")
+    changes.add_argument("--follow", "-f", action="store_true", help="keep printing new changes")
+    changes.add_argument("--repeats", action="store_true",
+                         help="also print records repeated after a crash (same order and version)")
+    changes.set_defaults(handler=_changes, needs_kafka=True)
+
+    orders = commands.add_parser("orders", help="an order, or a client's orders, from any worker's views")
+    orders.add_argument("action", choices=["get", "list"])
+    orders.add_argument("order_id", nargs="?", help="get: the order's id")
+    orders.add_argument("--client", help="list: the client's id")
+    orders.add_argument("--status", help="list: only orders in this status")
+    orders.add_argument("--limit", type=_at_least(int, 1), default=1000,
+                        help="list: at most N (default 1000)")
+    orders.add_argument("--json", action="store_true", help="list: one JSON view per line")
+    orders.add_argument("--url", default=os.environ.get("ORDERFLOW_URL", "http://localhost:6066"),
+                        help="a worker's web address (default: ORDERFLOW_URL or http://localhost:6066)")
+    orders.set_defaults(handler=_orders)
+
+    lifecycle = commands.add_parser(
+        "lifecycle", help="draw the transitions table, or check a lifecycle file (lifecycle check FILE)")
+    lifecycle.add_argument("action", nargs="?", choices=["draw", "check"], default="draw")
+    lifecycle.add_argument("path", nargs="?", help="check: the lifecycle JSON file")
     lifecycle.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
     lifecycle.add_argument("--file", help="a lifecycle JSON file (default: ORDERFLOW_LIFECYCLE or the "
                                           "contract's lifecycle)")

@@ -72,6 +72,8 @@ class Settings:
     events_topic: str = "orders.events"
     retry_topic: str = "orders.retry"
     dlq_topic: str = "orders.dlq"
+    #: ORDERFLOW_CHANGES_TOPIC: the change feed, one record per applied transition.
+    changes_topic: str = "orders.changes"
     #: ORDERFLOW_STATE_DIR: where the worker keeps its RocksDB tables.
     state_dir: Path = Path("./orderflow-state")
     #: ORDERFLOW_LIFECYCLE: path of a JSON transitions table; empty means the contract's default.
@@ -142,6 +144,7 @@ class Settings:
             events_topic=e.get("ORDERFLOW_EVENTS_TOPIC", cls.events_topic),
             retry_topic=e.get("ORDERFLOW_RETRY_TOPIC", cls.retry_topic),
             dlq_topic=e.get("ORDERFLOW_DLQ_TOPIC", cls.dlq_topic),
+            changes_topic=e.get("ORDERFLOW_CHANGES_TOPIC", cls.changes_topic),
             state_dir=Path(e.get("ORDERFLOW_STATE_DIR", str(cls.state_dir))),
             lifecycle_file=e.get("ORDERFLOW_LIFECYCLE", cls.lifecycle_file),
             effects_url=e.get("ORDERFLOW_EFFECTS_URL", cls.effects_url).rstrip("/"),

@@ -190,7 +190,8 @@ def run(settings: Settings, options: Options) -> int:
         env = {
             "KAFKA_BOOTSTRAP": settings.bootstrap, "ORDERFLOW_APP_ID": settings.app_id,
             "ORDERFLOW_EVENTS_TOPIC": settings.events_topic, "ORDERFLOW_RETRY_TOPIC": settings.retry_topic,
-            "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_PARTITIONS": str(settings.partitions),
+            "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_CHANGES_TOPIC": settings.changes_topic,
+            "ORDERFLOW_PARTITIONS": str(settings.partitions),
             "ORDERFLOW_EFFECTS_URL": f"http://127.0.0.1:{gateway_port}", "ORDERFLOW_EFFECT_TIMEOUT_S": "1",
             "ORDERFLOW_RETRY_BASE_S": "0.2", "ORDERFLOW_RETRY_CAP_S": "2",
             "ORDERFLOW_RETRY_MAX_ATTEMPTS": "30", "ORDERFLOW_WEB_HOST": "127.0.0.1",

@@ -278,6 +278,14 @@ def next_due(order: Order, timing: Timing, lifecycle: Lifecycle | None = None) -
     return min(times) if times else None
 
 
+def change(before: Order, after: Order, event: Event) -> dict[str, Any]:
+    """The change-feed record of one applied transition (`after` is the order right after it)."""
+    return {"order_id": after["order_id"], "client_id": after["client_id"],
+            "event_id": event["event_id"], "type": event["type"], "from": before["status"],
+            "to": after["status"], "version": after["version"], "at": after["updated_at"],
+            "order": view(after)}
+
+
 def view(order: Order) -> dict[str, Any]:
     """The public form of an order (GET /orders/{id}): the contract's fields, no internals."""
     retry = order["retry"]

@@ -26,7 +26,7 @@ from streams.engine.context import detached, write_in_context
 Letter = dict[str, Any]
 
 
-class LetterOutbox:
+class Outbox:
     """`add` a letter with its event; `send` them all (the ack loop, right before the flush)."""
 
     def __init__(self, send: Callable[[Letter, bytes | None], None], marks: Any,

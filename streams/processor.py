@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SendDeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
 SendRetryNotice = Callable[[dict[str, Any], int], Awaitable[None]]
+SendChange = Callable[[dict[str, Any]], None]
 
 
 class ClosedStore(Protocol):
@@ -84,6 +85,8 @@ class Processor:
     clock: Callable[[], float] = time.time
     #: called with seconds from an event's `occurred_at` to its application
     observe_latency: Callable[[float], None] = field(default=lambda _seconds: None)
+    #: called with the change-feed record of every applied transition (held until the flush)
+    send_change: SendChange = field(default=lambda _record: None)
 
     @property
     def counts(self) -> Counter[str]:
@@ -245,7 +248,9 @@ class Processor:
         occurred = m.parse_time(event["occurred_at"])
         if occurred is not None:
             self.observe_latency(max(0.0, now - occurred))
-        return m.apply(order, event, row, now, self.policy.limits)
+        applied = m.apply(order, event, row, now, self.policy.limits)
+        self.send_change(m.change(order, applied, event))
+        return applied
 
     async def _drain(self, order: m.Order, source: Source) -> m.Order:
         """Apply (or reject) parked events the order can now decide on, in arrival order."""

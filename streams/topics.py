@@ -24,16 +24,18 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The three orderflow topics; all keyed by client_id and co-partitioned.
+    """The four orderflow topics; all keyed by client_id and co-partitioned.
 
     None is compacted: their keys are clients, not entities, so compaction would drop events.
-    Dead letters are kept four weeks so there is time to look at them and replay.
+    Dead letters are kept four weeks so there is time to look at them and replay; the change feed
+    a week, like the events it follows.
     """
     n = settings.partitions
     return [
         TopicSpec(settings.events_topic, n, {"retention.ms": str(WEEK_MS)}),
         TopicSpec(settings.retry_topic, n, {"retention.ms": str(WEEK_MS)}),
         TopicSpec(settings.dlq_topic, n, {"retention.ms": str(4 * WEEK_MS)}),
+        TopicSpec(settings.changes_topic, n, {"retention.ms": str(WEEK_MS)}),
     ]
 
 

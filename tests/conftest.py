@@ -74,6 +74,7 @@ def settings_factory(kafka: LocalKafka, unique: str, tmp_path: Path) -> Settings
             "ORDERFLOW_EVENTS_TOPIC": f"events-{unique}",
             "ORDERFLOW_RETRY_TOPIC": f"retry-{unique}",
             "ORDERFLOW_DLQ_TOPIC": f"dlq-{unique}",
+            "ORDERFLOW_CHANGES_TOPIC": f"changes-{unique}",
             "ORDERFLOW_PARTITIONS": "4",
             "ORDERFLOW_STATE_DIR": str(tmp_path / "state"),
         }
@@ -90,6 +91,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ORDERFLOW_EVENTS_TOPIC": settings.events_topic,
         "ORDERFLOW_RETRY_TOPIC": settings.retry_topic,
         "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic,
+        "ORDERFLOW_CHANGES_TOPIC": settings.changes_topic,
         "ORDERFLOW_PARTITIONS": str(settings.partitions),
         "ORDERFLOW_STATE_DIR": str(settings.state_dir),
     }

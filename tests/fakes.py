@@ -43,6 +43,10 @@ class Recorder:
     def __init__(self) -> None:
         self.dead_letters: list[dict[str, Any]] = []
         self.retries: list[dict[str, Any]] = []
+        self.changes: list[dict[str, Any]] = []
+
+    def change(self, record: dict[str, Any]) -> None:
+        self.changes.append(record)
 
     async def dead_letter(self, letter: dict[str, Any]) -> None:
         self.dead_letters.append(letter)

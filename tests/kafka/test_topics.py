@@ -14,7 +14,7 @@ def test_creates_all_topics_with_the_configured_partitions(settings_factory: Set
     settings = settings_factory(ORDERFLOW_PARTITIONS="5")
     assert set(create_topics(settings).values()) == {"created"}
     topics = AdminClient(settings.librdkafka()).list_topics(timeout=10).topics
-    for name in (settings.events_topic, settings.retry_topic, settings.dlq_topic):
+    for name in (settings.events_topic, settings.retry_topic, settings.dlq_topic, settings.changes_topic):
         assert len(topics[name].partitions) == 5
 
 

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -220,3 +221,24 @@ def test_a_cursor_walks_every_order_of_a_client_once_newest_first_from_either_wo
     for query in ("limit=0", "limit=1001", "limit=x", "after=not-a-cursor", "status=nope"):
         code, body = b.get(f"/clients/{quoted}/orders?{query}")
         assert code == 400 and "error" in body, (query, body)
+
+    # the same from a terminal, against either worker: orderflow orders list / get
+    for worker in (a, b):
+        listed = _cli(["orders", "list", "--client", client, "--json", "--url", worker.url])
+        assert [json.loads(line) for line in listed] == walked
+        paid_lines = _cli(["orders", "list", "--client", client, "--status", "paid", "--url", worker.url])
+        assert sorted(line.split()[0] for line in paid_lines) == sorted(e["order_id"] for e in paid)
+        assert all(line.split()[1] == "paid" for line in paid_lines)
+        shown = json.loads("\n".join(_cli(["orders", "get", "m03", "--url", worker.url])))
+        assert shown == a.get("/orders/m03")[1] and shown["status"] == "paid"
+    with pytest.raises(AssertionError, match="HTTP 404"):
+        _cli(["orders", "get", "no-such-order", "--url", b.url])
+
+
+def _cli(argv: list[str]) -> list[str]:
+    """Run `orderflow ARGV` as a user would; its output lines (fails with its one-line error)."""
+    run = subprocess.run([sys.executable, "-m", "streams.cli", *argv], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[2])
+    if run.returncode != 0:
+        raise AssertionError(run.stderr.strip())
+    return run.stdout.splitlines()

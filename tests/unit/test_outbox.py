@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.outbox import LetterOutbox
+from streams.outbox import Outbox
 
 
 class Message:
@@ -19,9 +19,9 @@ class Event:
         self.current = current
 
 
-def outbox(marks: dict[str, Any]) -> tuple[LetterOutbox, list[tuple[dict[str, Any], bytes | None]]]:
+def outbox(marks: dict[str, Any]) -> tuple[Outbox, list[tuple[dict[str, Any], bytes | None]]]:
     sent: list[tuple[dict[str, Any], bytes | None]] = []
-    return LetterOutbox(lambda letter, key: sent.append((letter, key)), marks,
+    return Outbox(lambda letter, key: sent.append((letter, key)), marks,
                         is_current=lambda event: event.current), sent
 
 

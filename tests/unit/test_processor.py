@@ -43,6 +43,7 @@ def make_processor(effects: Any = None, park_limit: int = 100, release: bool = T
         effects=effects, backoff=Backoff(1.0, 8.0, max_attempts),
         index=OrderIndex(BufferedTable({})),
         send_dead_letter=recorder.dead_letter, send_retry_notice=recorder.retry, clock=clock,
+        send_change=recorder.change,
     )
     return processor, store, recorder, clock
 
@@ -98,6 +99,11 @@ def test_processor_matches_the_reference_model(pairs: list[tuple[str, str]]) -> 
     assert processor.counts["duplicates"] == model.duplicates
     rejected = [d["event"]["event_id"] for d in recorder.dead_letters]
     assert rejected == model.rejected
+    # the change feed: one record per applied transition, in order, each with the order after it
+    assert [c["event_id"] for c in recorder.changes] == model.applied
+    assert [c["version"] for c in recorder.changes] == list(range(1, model.version + 1))
+    assert [c["order"]["status"] for c in recorder.changes] == [c["to"] for c in recorder.changes]
+    assert all(a["to"] == b["from"] for a, b in zip(recorder.changes, recorder.changes[1:], strict=False))
 
 
 def test_the_same_event_three_times_is_applied_once() -> None:
@@ -179,6 +185,9 @@ def test_a_transient_failure_holds_later_events_of_the_order_until_the_retry() -
     run_due(processor)
     assert (store.orders["o1"]["status"], store.orders["o1"]["version"]) == ("shipped", 3)
     assert len(recorder.retries) == 1
+    # the feed has the retried transition once, when it finally applied, then the one behind it
+    assert [(c["order_id"], c["type"], c["version"]) for c in recorder.changes] == [
+        ("o1", "created", 1), ("o2", "created", 1), ("o1", "paid", 2), ("o1", "shipped", 3)]
 
 
 def test_running_out_of_attempts_dead_letters_and_releases_parked_events() -> None:

@@ -82,3 +82,21 @@ def test_lifecycle_command_prints_the_users_own_table(tmp_path) -> None:
     broken.write_text('{"transitions": []}')
     result = orderflow("lifecycle", "--file", str(broken))
     assert result.returncode == 1 and "no row creates an order" in result.stderr
+
+
+def test_lifecycle_check_runs_the_start_up_checks_without_a_worker(tmp_path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text('{"final": ["done"], "transitions": [{"from": null, "event": "opened", "to": "open"},'
+                    '{"from": "open", "event": "closed", "to": "done"}],'
+                    '"timeouts": [{"status": "open", "after_s": 60, "event": "closed"}]}')
+    result = orderflow("lifecycle", "check", str(good))
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"{good}: ok: 2 statuses, 2 transitions, 1 final, 1 timeouts"
+    bad_timeout = tmp_path / "bad.json"
+    bad_timeout.write_text(good.read_text().replace('"event": "closed"}]}', '"event": "reopened"}]}'))
+    missing = tmp_path / "missing.json"
+    for path, says in ((bad_timeout, "reopened"), (missing, "missing.json")):
+        result = orderflow("lifecycle", "check", str(path))
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr and says in result.stderr, result.stderr
+    assert orderflow("lifecycle", "check").returncode == 1
