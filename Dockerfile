@@ -6,9 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 
 # Dependencies first (a layer that survives code changes), then the code.
-COPY pyproject.toml README.md ./
+# constraints.txt pins every dependency at the version tested (tools/lock-deps writes it).
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir -p schemas streams agents && touch schemas/__init__.py streams/__init__.py agents/__init__.py \
-    && pip install . && pip uninstall -y orderflow
+    && pip install -c constraints.txt . && pip uninstall -y orderflow
 COPY schemas schemas
 COPY streams streams
 COPY agents agents

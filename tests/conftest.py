@@ -7,7 +7,9 @@ If it cannot start, every Kafka test FAILS with the reason; nothing is skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +54,31 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         pytest.fail(f"the test Kafka broker could not start: {exc}", pytrace=False)
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium(request: pytest.FixtureRequest) -> str:
+    """Debian's chromium for the dashboard test: found, or installed with apt-get (saying so), so
+    the test command needs nothing installed by hand on a Debian machine."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter is not None else print
+    say("tests: chromium is missing; installing Debian's chromium for the dashboard test "
+        "(apt-get install chromium, about a minute)")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run([*sudo, *step], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"could not install chromium ({' '.join(step)}): {done.stderr.strip()[-300:]}",
+                        pytrace=False)
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("apt-get installed chromium, yet no chromium command is on PATH", pytrace=False)
+    say(f"tests: installed {found}")
+    return found
 
 
 @pytest.fixture
