@@ -48,7 +48,7 @@ from streams.engine.gaps import (
     seek_uncommitted_to_beginning,
 )
 from streams.engine.stalls import watch_stalls
-from streams.engine.supervision import HARD_EXIT_GRACE_S, stop_worker, watch_for_stuck
+from streams.engine.supervision import HARD_EXIT_GRACE_S, is_ready, stop_worker, watch_for_stuck
 from streams.engine.tables import BufferedTable, drive_paced
 from streams.engine.transport import committed_offset
 from streams.errors import InvalidEvent
@@ -56,7 +56,7 @@ from streams.index import Due, OrderIndex
 from streams.kafka_clients import client_config
 from streams.lanes import Lanes
 from streams.machine import Limits
-from streams.metrics import Metrics
+from streams.metrics import OVERDUE_S, Metrics
 from streams.outbox import Outbox
 from streams.processor import Policy, Processor
 from streams.retry import Backoff
@@ -127,7 +127,13 @@ index = OrderIndex(index_entries, known_size=settings.order_cache)
 stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
 closed = ClosedOrders(closed_table, _current)
 lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
-metrics = Metrics(stats, lanes.depth, _lag)
+def _overdue() -> int:
+    """Timed work of this worker's partitions due more than OVERDUE_S ago (up to 1,000 each)."""
+    before = time.time() - OVERDUE_S
+    return sum(len(index.due(p, before, 1000)) for p in store.active_partitions())
+
+
+metrics = Metrics(stats, lanes.depth, _lag, ready=lambda: is_ready(app), overdue=_overdue)
 effects = Effects(settings.effects_url, settings.effect_timeout_s)
 processor = Processor(
     store=store, lifecycle=lifecycle,

@@ -2,11 +2,14 @@
 
 The processor counts once, in `streams.stats.PartitionStats`; this collector turns those counters
 into Prometheus families at scrape time, so there is no second set of counters to keep in step.
-Gauges that only the worker knows (lane queue depth, consumer lag) come from callables.
+Gauges that only the worker knows (lane queue depth, consumer lag, readiness, overdue timed work)
+come from callables; the census gauges are this worker's share (its partitions): sum them over the
+workers for the cluster (ops/grafana and ops/prometheus do).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -15,15 +18,19 @@ from prometheus_client.registry import Collector
 
 from streams.stats import PartitionStats
 
+OVERDUE_S = 60.0  # timed work this late counts as overdue (a tick runs every second)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 class _ProcessorCollector(Collector):
     def __init__(self, stats: PartitionStats, lane_depth: Callable[[], int],
-                 lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+                 lag: Callable[[], Mapping[tuple[str, int], int]], ready: Callable[[], bool],
+                 overdue: Callable[[], int]) -> None:
         self.stats = stats
         self.lane_depth = lane_depth
         self.lag = lag
+        self.ready = ready
+        self.overdue = overdue
 
     def collect(self) -> Iterator[Metric]:
         totals = self.stats.totals
@@ -55,15 +62,37 @@ class _ProcessorCollector(Collector):
         for (topic, partition), value in sorted(self.lag().items()):
             lag.add_metric([topic, str(partition)], value)
         yield lag
+        # this worker's share of the census (its partitions); sum over workers for the cluster
+        census: Counter[str] = Counter()
+        for share in self.stats.census.values():
+            census.update(share)
+        orders = GaugeMetricFamily("orderflow_orders", "Orders held by this worker, by status",
+                                   labels=["status"])
+        for key, value in sorted(census.items()):
+            if key.startswith("status."):
+                orders.add_metric([key.split(".", 1)[1]], value)
+        yield orders
+        for name, key, doc in (
+            ("orderflow_orders_stuck", "stuck", "Orders marked stuck by a status timeout"),
+            ("orderflow_retries_pending", "retry_pending", "Orders waiting for a retry of an effect"),
+            ("orderflow_parked_events", "parked", "Early events parked on their orders"),
+        ):
+            yield GaugeMetricFamily(name, doc, value=census[key])
+        yield GaugeMetricFamily("orderflow_timed_work_overdue",
+                                f"Timed work (retries, timeouts, removals) due over {OVERDUE_S:g} s ago "
+                                "and not done (counted up to 1,000 per partition)", value=self.overdue())
+        yield GaugeMetricFamily("orderflow_ready", "1 while the worker is ready (GET /ready)",
+                                value=1 if self.ready() else 0)
 
 
 class Metrics:
     """One registry per worker: the processor's counters, a latency histogram, the gauges."""
 
     def __init__(self, stats: PartitionStats, lane_depth: Callable[[], int],
-                 lag: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+                 lag: Callable[[], Mapping[tuple[str, int], int]],
+                 ready: Callable[[], bool] = lambda: True, overdue: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_ProcessorCollector(stats, lane_depth, lag))
+        self.registry.register(_ProcessorCollector(stats, lane_depth, lag, ready, overdue))
         self.latency = Histogram(
             "orderflow_processing_latency_seconds",
             "From an event's occurred_at to its application", buckets=LATENCY_BUCKETS,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from streams.config import Settings
 from streams.localkafka import LocalKafka
+from tests.helpers import apt_install
 
 
 def free_port() -> int:
@@ -67,13 +67,7 @@ def chromium(request: pytest.FixtureRequest) -> str:
     say = reporter.write_line if reporter is not None else print
     say("tests: chromium is missing; installing Debian's chromium for the dashboard test "
         "(apt-get install chromium, about a minute)")
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run([*sudo, *step], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"could not install chromium ({' '.join(step)}): {done.stderr.strip()[-300:]}",
-                        pytrace=False)
+    apt_install("chromium")
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         pytest.fail("apt-get installed chromium, yet no chromium command is on PATH", pytrace=False)

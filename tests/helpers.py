@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 
@@ -64,3 +67,15 @@ def uncommitted(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
         return lag
     finally:
         consumer.close()
+
+
+def apt_install(package: str) -> None:
+    """apt-get install a Debian package (as root, or with password-less sudo); fail the test if
+    that is not possible, never skip it."""
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        done = subprocess.run([*sudo, *step], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"could not install {package} ({' '.join(step)}): {done.stderr.strip()[-300:]}",
+                        pytrace=False)
