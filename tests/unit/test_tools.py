@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 from streams.drawing import dot, mermaid, svg
@@ -100,3 +102,20 @@ def test_lifecycle_check_runs_the_start_up_checks_without_a_worker(tmp_path) -> 
         assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr and says in result.stderr, result.stderr
     assert orderflow("lifecycle", "check").returncode == 1
+
+
+def test_publish_to_an_unreachable_broker_is_one_line_and_a_non_zero_exit_within_30s(tmp_path) -> None:
+    from tests.conftest import free_port
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1", "order_id": "o1", "client_id": "c1", "type": "created", '
+                      '"occurred_at": "2026-11-23T10:00:00Z", "schema_version": 1}\n')
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(events)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            env={**os.environ, "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"})
+    took = time.monotonic() - started
+    said = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0 and took < 30
+    assert len(said) == 1 and "no Kafka broker answered" in said[0], said
+    assert not any(line.startswith("%") for line in said)
