@@ -110,7 +110,7 @@ def _current(event: Any) -> bool:
     return bool(event.message.generation_id == app.consumer_generation_id)
 
 
-def _lag() -> dict[tuple[str, int], int]:
+def lag() -> dict[tuple[str, int], int]:
     """Per owned input partition: the high watermark minus the committed offset."""
     consumer = app.consumer
     lag = {}
@@ -133,7 +133,7 @@ def _overdue() -> int:
     return sum(len(index.due(p, before, 1000)) for p in store.active_partitions())
 
 
-metrics = Metrics(stats, lanes.depth, _lag, ready=lambda: is_ready(app), overdue=_overdue)
+metrics = Metrics(stats, lanes.depth, lag, ready=lambda: is_ready(app), overdue=_overdue)
 effects = Effects(settings.effects_url, settings.effect_timeout_s)
 processor = Processor(
     store=store, lifecycle=lifecycle,

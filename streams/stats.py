@@ -125,8 +125,11 @@ def merge(shares: Iterable[dict[str, Any]], expected_partitions: int) -> dict[st
     workers: dict[str, list[int]] = {}
     recent: list[dict[str, Any]] = []
     stuck: set[str] = set()
+    lag: dict[str, int] = {}
     for share in shares:
         stuck.update(share.get("stuck_orders", []))
+        for where, n in share.get("lag", {}).items():
+            lag[where] = max(n, lag.get(where, 0))  # a partition moving between workers: the larger
         workers[share["worker"]] = sorted(int(p) for p in share["partitions"])
         for p, numbers in share["partitions"].items():
             partitions.setdefault(p, numbers)
@@ -157,6 +160,9 @@ def merge(shares: Iterable[dict[str, Any]], expected_partitions: int) -> dict[st
                                      if k.startswith("dead_letters.")},
                          "recent": recent[:20]},
         "workers": workers,
+        "lag": {"total": sum(lag.values()),
+                "partitions": [{"topic": where.rpartition(":")[0], "partition": int(where.rpartition(":")[2]),
+                                "lag": n} for where, n in sorted(lag.items())]},
         "partitions": {"reported": len(partitions), "expected": expected_partitions},
         "complete": complete,
     }

@@ -31,8 +31,11 @@ from streams.stats import merge
 
 LOCAL = "local"
 log = logging.getLogger(__name__)
+_UPLOT = Path(__file__).with_name("vendor") / "uplot"  # vendored from npm (its SOURCE.md): no network
 DASHBOARD = (Path(__file__).with_name("dashboard.html").read_text()
-             .replace("{{LIFECYCLE_SVG}}", drawing.svg(lifecycle)))
+             .replace("{{LIFECYCLE_SVG}}", drawing.svg(lifecycle))
+             .replace("{{UPLOT_CSS}}", (_UPLOT / "uPlot.min.css").read_text())
+             .replace("{{UPLOT_JS}}", (_UPLOT / "uPlot.iife.min.js").read_text()))
 
 
 def page(path: str) -> Any:
@@ -192,8 +195,9 @@ def _local_share() -> dict[str, Any]:
     active = agent.store.active_partitions() if recovered else []
     partitions = agent.stats.local(active)
     stuck = [order_id for p in active for order_id, _ in agent.index.stuck(p, 20)]
+    lag = {f"{topic}:{partition}": n for (topic, partition), n in agent.lag().items()}
     return {"worker": _me(), "partitions": partitions, "stuck_orders": stuck[:20],
-            "recent_dead_letters": list(agent.stats.recent_dead_letters)}
+            "recent_dead_letters": list(agent.stats.recent_dead_letters), "lag": lag}
 
 
 @page("/stats")

@@ -160,8 +160,30 @@ def test_the_dashboard_shows_live_numbers_in_chromium(cluster, chromium: str, tm
     for worker in (a, b):
         assert worker.url in dom, "which worker holds which partitions"
     assert "rejected" in dom, "the recent dead letters"
+    assert len(re.findall(r'<canvas', dom)) >= 2, "the two live charts (uPlot draws on a canvas)"
+    assert "events/s" in dom and "consumer lag" in dom
+    lag = a.get("/stats")[1]["lag"]
+    assert len(lag["partitions"]) == 2 * settings.partitions  # the events and retry topics
+    assert dom.count("lagbar") >= len(lag["partitions"]), "lag per partition"
+
+    # an order looked up by id (?order= fills the form and looks it up): its whole timeline
+    looked = next(o for o in sorted(traffic.expected) if len(a.get(f"/orders/{o}")[1]["history"]) >= 3)
+    order = a.get(f"/orders/{looked}")[1]
+    page = f"{b.url}/?order={urllib.parse.quote(looked)}"
+    dom = subprocess.run([*common, "--dump-dom", page], capture_output=True, text=True, timeout=90).stdout
+    assert f'data-order="{looked}"' in dom
+    timeline = dom.split('id="timeline"', 1)[1].split("</ol>", 1)[0]
+    assert timeline.count("<li") == len(order["history"]) + (1 if order["pending"]["parked"] else 0) \
+        + (1 if order["pending"]["retry"] else 0) + (1 if order["failure"] else 0) \
+        + (1 if order["stuck"] else 0)
+    for entry in order["history"]:
+        assert entry["event_id"] in timeline and f"{entry['type']} {entry['outcome']}" in timeline
+    missing = subprocess.run([*common, "--dump-dom", f"{b.url}/?order=no-such-order"], capture_output=True,
+                             text=True, timeout=90).stdout
+    assert "no-such-order: " in missing
+
     screenshot = tmp_path / "dashboard.png"
-    subprocess.run([*common, "--window-size=1280,1400", f"--screenshot={screenshot}", f"{b.url}/"],
+    subprocess.run([*common, "--window-size=1280,1900", f"--screenshot={screenshot}", page],
                    capture_output=True, timeout=90, check=True)
     assert screenshot.stat().st_size > 20_000
     print(f"\ndashboard screenshot: {screenshot}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def test_drawings_show_every_transition_and_effect() -> None:
     assert graph.count("->") == len(DEFAULT.transitions)
     assert '"accepted" -> "paid" [label="paid / POST /shipments"];' in graph
     picture = svg(DEFAULT)
-    assert picture.count("<line") == len(DEFAULT.transitions)
+    assert picture.count("<polyline") == len(DEFAULT.transitions)
     assert all(f'data-status="{s}"' in picture for s in DEFAULT.statuses)
 
 
@@ -119,3 +120,30 @@ def test_publish_to_an_unreachable_broker_is_one_line_and_a_non_zero_exit_within
     assert result.returncode != 0 and took < 30
     assert len(said) == 1 and "no Kafka broker answered" in said[0], said
     assert not any(line.startswith("%") for line in said)
+
+
+def test_the_lifecycle_drawing_has_no_edge_through_a_box_and_no_boxes_on_each_other() -> None:
+    from streams.drawing import START, _layout
+
+    box_w, box_h = 110, 30
+    centres, paths = _layout(DEFAULT, box_w, box_h, 80, 40)
+    boxes = {name: (x - box_w / 2, y - box_h / 2, x + box_w / 2, y + box_h / 2)
+             for name, (x, y) in centres.items()}
+
+    def crosses(a: tuple[float, float], b: tuple[float, float], box: tuple[float, ...],
+                steps: int = 200) -> bool:
+        x0, y0, x1, y1 = box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1  # the border itself is fine
+        return any(x0 < a[0] + (b[0] - a[0]) * t / steps < x1 and y0 < a[1] + (b[1] - a[1]) * t / steps < y1
+                   for t in range(steps + 1))
+
+    for row, points in paths:
+        ends = {START if row.source is None else row.source, row.target}
+        for name, box in boxes.items():
+            if name not in ends:
+                assert not any(crosses(a, b, box) for a, b in itertools.pairwise(points)), \
+                    (row, name)
+    names = list(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes[a], boxes[b]
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, (a, b)
