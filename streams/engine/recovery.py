@@ -18,6 +18,7 @@ in tests) recover the usual way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import time
@@ -149,10 +150,8 @@ async def load_changelogs(client_config: dict[str, Any], plan: dict[TP, tuple[St
 def release_free_memory() -> None:
     """Give the heap's free pages back to the system (glibc's malloc_trim): a bulk read's buffers,
     freed, otherwise stay in the worker's RSS. Elsewhere than glibc, nothing."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class Batch:
