@@ -10,7 +10,7 @@ from html import escape
 
 from grandalf.graphs import Edge, Graph, Vertex
 from grandalf.layouts import SugiyamaLayout
-from grandalf.routing import EdgeViewer, route_with_lines
+from grandalf.routing import route_with_lines
 
 from streams.lifecycle import Lifecycle, StatusTimeout, Transition
 
@@ -70,6 +70,17 @@ class _Box:
 Point = tuple[float, float]
 
 
+class _Path:
+    """grandalf's view of an edge: the points it routes the edge through."""
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+        self.head_angle = 0.0
+
+    def setpath(self, points: list[Point]) -> None:
+        self.points = points
+
+
 def _layout(lifecycle: Lifecycle, box_w: int, box_h: int, gap_x: int,
             gap_y: int) -> tuple[dict[str, Point], list[tuple[Transition, list[Point]]]]:
     """Box centres and edge paths, left to right: grandalf's layered (Sugiyama) layout, which
@@ -81,7 +92,7 @@ def _layout(lifecycle: Lifecycle, box_w: int, box_h: int, gap_x: int,
     edges = []
     for row in lifecycle.transitions:
         edge = Edge(vertices[START if row.source is None else row.source], vertices[row.target], data=row)
-        edge.view = EdgeViewer()
+        edge.view = _Path()
         edges.append(edge)
     graph = Graph(list(vertices.values()), edges)
     for component in graph.C:
@@ -91,7 +102,7 @@ def _layout(lifecycle: Lifecycle, box_w: int, box_h: int, gap_x: int,
         layout.init_all()
         layout.draw()
     centres = {name: (v.view.xy[1], v.view.xy[0]) for name, v in vertices.items()}
-    paths = [(edge.data, [(y, x) for x, y in edge.view._pts]) for edge in edges]
+    paths = [(edge.data, [(y, x) for x, y in edge.view.points]) for edge in edges]
     return centres, paths
 
 
