@@ -24,7 +24,6 @@ from schemas.envelope import decode
 from streams.acks import FlushThenAck
 from streams.app import (
     app,
-    changes_topic,
     closed_table,
     dlq_topic,
     index_table,
@@ -52,6 +51,7 @@ from streams.engine.supervision import HARD_EXIT_GRACE_S, is_ready, stop_worker,
 from streams.engine.tables import BufferedTable, drive_paced
 from streams.engine.transport import committed_offset
 from streams.errors import InvalidEvent
+from streams.feed import ChangeFeed
 from streams.index import Due, OrderIndex
 from streams.kafka_clients import client_config
 from streams.lanes import Lanes
@@ -84,7 +84,19 @@ def _send_change(record: dict[str, Any]) -> None:
 
 
 def _produce_change(record: dict[str, Any], key: bytes | None) -> None:
-    changes_topic.send_soon(key=key, value=json.dumps(record, separators=(",", ":")).encode())
+    if feed is not None:
+        feed.send(key or b"", json.dumps(record, separators=(",", ":")).encode())
+
+
+# the change feed's own producer (streams/feed.py); ORDERFLOW_CHANGES_TOPIC="" turns the feed off
+feed = ChangeFeed(client_config(settings), settings.changes_topic) if settings.changes_topic else None
+
+
+async def _flush_all() -> None:
+    """Faust's producer (changelogs, dead letters, retry notices), then the change feed's."""
+    await app.producer.flush()
+    if feed is not None:
+        await feed.flush()
 
 
 async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
@@ -147,7 +159,8 @@ processor = Processor(
     effects=effects,
     backoff=Backoff(settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts),
     index=index, send_dead_letter=_send_dead_letter, send_retry_notice=_send_retry_notice,
-    stats=stats, observe_latency=metrics.observe_latency, send_change=_send_change,
+    stats=stats, observe_latency=metrics.observe_latency,
+    send_change=_send_change if settings.changes_topic else lambda _record: None,
 )
 outbox = Outbox(_produce_letter, stats_table, _current)
 changes = Outbox(_produce_change, None, _current)  # the change feed, sent like the letters
@@ -176,7 +189,7 @@ def _write_counters(batch: list[Any]) -> None:
                 stats.dirty.add(partition)  # changelog metadata not known yet: the next flush
 
 
-acks = FlushThenAck(lambda: app.producer.flush(), before_flush=_before_flush, is_current=_current,
+acks = FlushThenAck(_flush_all, before_flush=_before_flush, is_current=_current,
                     after_flush=lambda: stats.flushed())
 # per partition: the due entries handed to the lanes, in this consumer generation (a job from an
 # older one is skipped by its lane, without calling its done callback)

@@ -141,11 +141,13 @@ def main() -> None:
     parser.add_argument("--events-per-order", type=int, default=10)
     args = parser.parse_args()
     with published(args, "orderflow-bench-") as (settings, total, workdir):
-        results = [run_variant(n, a, settings, total, workdir, loop=loop) for n, a, loop in [
-            ("bare Faust agent (decode only)", "bench.baseline_apps:bare", "aio"),
-            ("Faust agent + Table, documented way", "bench.baseline_apps:table", "aio"),
-            ("orderflow processor (uvloop, its default)", "streams.app", "aio"),
-            ("bare Faust agent on uvloop", "bench.baseline_apps:bare", "uvloop"),
+        results = [run_variant(n, a, settings, total, workdir, loop=loop, **extra)
+                   for n, a, loop, extra in [
+            ("bare Faust agent (decode only)", "bench.baseline_apps:bare", "aio", {}),
+            ("Faust agent + Table, documented way", "bench.baseline_apps:table", "aio", {}),
+            ("orderflow processor (uvloop, its default)", "streams.app", "aio", {}),
+            ("bare Faust agent on uvloop", "bench.baseline_apps:bare", "uvloop", {}),
+            ("orderflow processor, no change feed", "streams.app", "aio", {"ORDERFLOW_CHANGES_TOPIC": ""}),
         ]]
     write(results, args, total)
 
@@ -153,7 +155,7 @@ def main() -> None:
 def write(results: list[dict], args: argparse.Namespace, total: int) -> None:
     import faust
 
-    bare, table, ours, bare_uvloop = results
+    bare, table, ours, bare_uvloop, no_feed = results
     lines = [
         f"\n## Processor throughput — {time.strftime('%Y-%m-%d %H:%M')}",
         "",
@@ -168,7 +170,8 @@ def write(results: list[dict], args: argparse.Namespace, total: int) -> None:
         "",
         f"Ratios: processor / bare agent = {ours['rate'] / bare['rate']:.2f}x; "
         f"processor / Table way = {ours['rate'] / table['rate']:.2f}x; "
-        f"processor / bare agent on uvloop = {ours['rate'] / bare_uvloop['rate']:.2f}x.",
+        f"processor / bare agent on uvloop = {ours['rate'] / bare_uvloop['rate']:.2f}x; "
+        f"processor with the change feed / without = {ours['rate'] / no_feed['rate']:.2f}x.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -100,8 +100,6 @@ retry_topic = app.topic(settings.retry_topic, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")
 dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
-changes_topic = app.topic(settings.changes_topic, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
 
 # Every table's changelog is compacted soon after it is written: Kafka compacts only closed
 # segments, and its defaults (a segment rolls at 1 GB or 7 days) left every version of every order

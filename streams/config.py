@@ -72,7 +72,7 @@ class Settings:
     events_topic: str = "orders.events"
     retry_topic: str = "orders.retry"
     dlq_topic: str = "orders.dlq"
-    #: ORDERFLOW_CHANGES_TOPIC: the change feed, one record per applied transition.
+    #: ORDERFLOW_CHANGES_TOPIC: the change feed, one record per applied transition ("": no feed).
     changes_topic: str = "orders.changes"
     #: ORDERFLOW_STATE_DIR: where the worker keeps its RocksDB tables.
     state_dir: Path = Path("./orderflow-state")

@@ -35,7 +35,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.events_topic, n, {"retention.ms": str(WEEK_MS)}),
         TopicSpec(settings.retry_topic, n, {"retention.ms": str(WEEK_MS)}),
         TopicSpec(settings.dlq_topic, n, {"retention.ms": str(4 * WEEK_MS)}),
-        TopicSpec(settings.changes_topic, n, {"retention.ms": str(WEEK_MS)}),
+        *([TopicSpec(settings.changes_topic, n, {"retention.ms": str(WEEK_MS)})]
+          if settings.changes_topic else []),
     ]
 
 
