@@ -139,6 +139,8 @@ index = OrderIndex(index_entries, known_size=settings.order_cache)
 stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
 closed = ClosedOrders(closed_table, _current)
 lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
+
+
 def _overdue() -> int:
     """Timed work of this worker's partitions due more than OVERDUE_S ago (up to 1,000 each)."""
     before = time.time() - OVERDUE_S
@@ -363,7 +365,11 @@ async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
 
 @app.task
 async def _flush_then_ack() -> None:
-    await acks.run()
+    try:
+        await acks.run()
+    except Exception as exc:  # a flush that failed (Kafka refused a record): nothing of it was acked
+        log.error("flushing to Kafka failed; stopping the worker (its events are redone): %s", exc)
+        _crash(exc)
 
 
 @app.task

@@ -87,9 +87,7 @@ async def load_changelogs(client_config: dict[str, Any], plan: dict[TP, tuple[St
     consumer = Consumer({
         **client_config, "group.id": "orderflow-bulk-recovery", "enable.auto.commit": False,
         "enable.partition.eof": True, "auto.offset.reset": "earliest",
-        "fetch.max.bytes": 32 * 1024 * 1024, "max.partition.fetch.bytes": 4 * 1024 * 1024,
-        # librdkafka's prefetch queue (64 MB by default): its peak stays in the heap afterwards
-        "queued.max.messages.kbytes": 16 * 1024,
+        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024,
     })
     started = last_report = time.monotonic()
     applied = 0
