@@ -6,14 +6,17 @@ aiokafka, per message) that cost a third of the worker's rate at a million order
 takes a record in a few microseconds and batches in its own threads.
 
 Delivery is what makes the feed at least once: `flush` waits (off the event loop) until every
-record produced so far is delivered, and raises if one was refused, so the ack loop acks no event
-whose change did not reach Kafka: the worker stops, and the redo sends the change again.
+record produced so far is delivered, however long that takes (a broker that just started can take
+a minute to give an idempotent producer its id; the acks wait meanwhile, as they do for Faust's own
+producer), and raises if one was refused, so the ack loop acks no event whose change did not reach
+Kafka: the worker stops, and the redo sends the change again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -26,9 +29,9 @@ log = logging.getLogger(__name__)
 class ChangeFeed:
     """`send` queues a record in librdkafka; `flush` waits for all of them to be delivered."""
 
-    def __init__(self, client_config: dict[str, Any], topic: str, flush_timeout_s: float = 60.0) -> None:
+    def __init__(self, client_config: dict[str, Any], topic: str, report_every_s: float = 30.0) -> None:
         self.topic = topic
-        self.flush_timeout_s = flush_timeout_s
+        self.report_every_s = report_every_s
         self._producer = Producer({
             **client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             "compression.type": "lz4", "partitioner": "murmur2_random",
@@ -55,13 +58,14 @@ class ChangeFeed:
         """Wait until everything sent so far is delivered; BrokerError if something was not."""
         if self._queued:
             self._queued = 0
-            left = await asyncio.to_thread(self._producer.flush, self.flush_timeout_s)
-            if left:
-                raise BrokerError(f"{left} change records not delivered to {self.topic} "
-                                  f"within {self.flush_timeout_s:g}s")
+            started = time.monotonic()
+            while (left := await asyncio.to_thread(self._producer.flush, self.report_every_s)) \
+                    and self._failed is None:
+                log.warning("change feed: %d records not delivered to %s after %.0f s; waiting",
+                            left, self.topic, time.monotonic() - started)
         if self._failed is not None:
             failed, self._failed = self._failed, None
             raise BrokerError(f"a change record was refused by {self.topic}: {failed.str()}")
 
-    def close(self) -> None:
-        self._producer.flush(self.flush_timeout_s)
+    def close(self, timeout_s: float = 30.0) -> None:
+        self._producer.flush(timeout_s)
