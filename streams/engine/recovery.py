@@ -140,7 +140,7 @@ async def load_changelogs(client_config: dict[str, Any], plan: dict[TP, tuple[St
             await asyncio.sleep(0)
     finally:
         consumer.close()
-        release_free_memory()
+    await asyncio.to_thread(release_free_memory)  # off the loop: trimming a large heap takes a while
     took = time.monotonic() - started
     log.info("Bulk recovery done: %d records in %.1f s (%.0f/s)", applied, took, applied / max(took, 1e-9))
 
