@@ -177,6 +177,9 @@ def run(settings: Settings, options: Options) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = Cluster()
     run_id = uuid.uuid4().hex[:6]
+    # SIGTERM (a supervisor, `timeout`, `kill`) stops everything the demo started, as Ctrl-C does;
+    # a Python process ends on SIGTERM without running its clean-up, leaving Kafka and workers behind
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _kafka(settings, workdir, cluster)
         for name, outcome in create_topics(settings).items():
@@ -241,7 +244,12 @@ def run(settings: Settings, options: Options) -> int:
         return 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], *path: str) -> int:

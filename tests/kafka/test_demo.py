@@ -1,4 +1,5 @@
-"""`orderflow demo` end to end on the session's broker: verdict all right, and Ctrl-C stops it all."""
+"""`orderflow demo` end to end on the session's broker: verdict all right, and Ctrl-C or SIGTERM
+stops it all."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SettingsFactory, free_port, settings_env
 from tests.workers import ROOT
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_demo_small_run_is_all_right_and_ctrl_c_stops_everything(
-    settings_factory: SettingsFactory, tmp_path: Path
+    settings_factory: SettingsFactory, tmp_path: Path, stop: signal.Signals
 ) -> None:
     settings = settings_factory(ORDERFLOW_PARTITIONS="4")
     port = free_port()
@@ -47,7 +51,7 @@ def test_demo_small_run_is_all_right_and_ctrl_c_stops_everything(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as answer:
             assert answer.status == 200
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         proc.wait(90)
     while not lines.empty():
         output.append(lines.get())
@@ -55,7 +59,7 @@ def test_demo_small_run_is_all_right_and_ctrl_c_stops_everything(
     for p in (port, port + 1):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{p}/health", timeout=2)
-            raise AssertionError(f"a worker still answers on {p} after Ctrl-C")
+            raise AssertionError(f"a worker still answers on {p} after {stop.name}")
         except OSError:
             pass
 
