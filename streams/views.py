@@ -10,6 +10,7 @@ assignor (`app.router.tables_metadata()`), with `?local=1` so the question never
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +36,13 @@ _UPLOT = Path(__file__).with_name("vendor") / "uplot"  # vendored from npm (its 
 DASHBOARD = (Path(__file__).with_name("dashboard.html").read_text()
              .replace("{{LIFECYCLE_SVG}}", drawing.svg(lifecycle))
              .replace("{{UPLOT_CSS}}", (_UPLOT / "uPlot.min.css").read_text())
-             .replace("{{UPLOT_JS}}", (_UPLOT / "uPlot.iife.min.js").read_text()))
+             .replace("{{UPLOT_JS}}", (_UPLOT / "uPlot.iife.min.js").read_text())
+             # the effects each transition calls (none without ORDERFLOW_EFFECTS_URL), for the order
+             # timeline ("<" escaped: the JSON is inside a <script>)
+             .replace("{{EFFECTS}}", json.dumps({f"{row.source or ''}|{row.event}": list(row.effects)
+                                                 for row in lifecycle.transitions
+                                                 if row.effects and settings.effects_url})
+                      .replace("<", "\\u003c")))
 
 
 def page(path: str) -> Any:
