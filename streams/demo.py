@@ -178,8 +178,10 @@ def run(settings: Settings, options: Options) -> int:
     cluster = Cluster()
     run_id = uuid.uuid4().hex[:6]
     # SIGTERM (a supervisor, `timeout`, `kill`) stops everything the demo started, as Ctrl-C does;
-    # a Python process ends on SIGTERM without running its clean-up, leaving Kafka and workers behind
+    # a Python process ends on SIGTERM without running its clean-up, leaving Kafka and workers behind.
+    # SIGINT gets the handler too: started in the background by a shell, Python inherits it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         _kafka(settings, workdir, cluster)
         for name, outcome in create_topics(settings).items():
