@@ -17,7 +17,7 @@ import pytest
 
 from streams.config import Settings
 from streams.localkafka import LocalKafka
-from tests.helpers import apt_install
+from tests.helpers import apt_install, tell
 
 
 def free_port() -> int:
@@ -63,15 +63,13 @@ def chromium(request: pytest.FixtureRequest) -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    say = reporter.write_line if reporter is not None else print
-    say("tests: chromium is missing; installing Debian's chromium for the dashboard test "
+    tell(request, "tests: chromium is missing; installing Debian's chromium for the dashboard test "
         "(apt-get install chromium, about a minute)")
     apt_install("chromium")
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         pytest.fail("apt-get installed chromium, yet no chromium command is on PATH", pytrace=False)
-    say(f"tests: installed {found}")
+    tell(request, f"tests: installed {found}")
     return found
 
 

@@ -79,3 +79,14 @@ def apt_install(package: str) -> None:
         if done.returncode != 0:
             pytest.fail(f"could not install {package} ({' '.join(step)}): {done.stderr.strip()[-300:]}",
                         pytrace=False)
+
+
+def tell(request: pytest.FixtureRequest, text: str) -> None:
+    """A line on the user's terminal from inside a fixture (pytest captures the output there)."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(text)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(text)

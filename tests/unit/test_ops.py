@@ -14,7 +14,7 @@ import yaml
 
 from streams.metrics import Metrics
 from streams.stats import PartitionStats
-from tests.helpers import apt_install
+from tests.helpers import apt_install, tell
 from tests.workers import ROOT
 
 OPS = ROOT / "ops"
@@ -27,9 +27,7 @@ def promtool(request: pytest.FixtureRequest) -> str:
     found = shutil.which("promtool")
     if found:
         return found
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    say = reporter.write_line if reporter is not None else print
-    say("tests: promtool is missing; installing Debian's prometheus package for it (apt-get)")
+    tell(request, "tests: promtool is missing; installing Debian's prometheus package for it (apt-get)")
     apt_install("prometheus")
     found = shutil.which("promtool")
     if not found:
