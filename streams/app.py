@@ -18,7 +18,7 @@ from streams.engine import require_faust_version
 from streams.engine.recovery import table_manager
 from streams.engine.rocksdb import register as register_rocksdb
 from streams.engine.supervision import AgentState
-from streams.engine.transport import RawBytes, Transport
+from streams.engine.transport import EngineApp, RawBytes
 from streams.kafka_clients import client_config
 from streams.lifecycle import load
 
@@ -53,16 +53,14 @@ def _credentials(s: Settings) -> faust.SASLCredentials | faust.SSLCredentials | 
     return faust.SSLCredentials(context)
 
 
-class App(faust.App):
-    """Faust's app on our transport: Faust's aiokafka one, minus its per-message task overhead."""
+class App(EngineApp):
+    """Faust's app on our transport (streams/engine/transport.py): Faust's aiokafka one, minus its
+    per-message task overhead."""
 
     #: whether the order agent runs (read by /ready and by the bounded shutdown)
     agent_state: AgentState = AgentState()
     #: how long a stop waits for events in flight (ORDERFLOW_SHUTDOWN_TIMEOUT_S)
     shutdown_timeout_s: float = settings.shutdown_timeout_s
-
-    def _new_transport(self) -> Any:
-        return Transport(self.conf.broker_consumer, self)
 
 
 app = App(

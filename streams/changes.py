@@ -9,15 +9,13 @@ JSON line each; with `--order` only that order's, and a consumer drops repeats b
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streams.config import Settings
-from streams.errors import BrokerError, OrderflowError
-from streams.kafka_clients import client_config
+from streams.kafka_clients import open_topic
 
 Change = dict[str, Any]
 
@@ -27,21 +25,10 @@ def read_changes(settings: Settings, follow: bool = False,
     """Every change record on the topic, partition by partition as they arrive; to the end of each
     partition, or, with `follow`, on and on (`idle` is called whenever nothing came for a second)."""
     topic_name = settings.changes_topic
-    consumer = Consumer({**client_config(settings), "group.id": f"orderflow-changes-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer, partitions, remaining = open_topic(settings, topic_name, "changes",
+                                                 " (orderflow topics create)")
     try:
-        try:
-            topic = consumer.list_topics(topic_name, timeout=10).topics[topic_name]
-        except KafkaException as exc:
-            raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
-        if topic.error is not None:
-            raise OrderflowError(f"topic {topic_name}: {topic.error.str()} (orderflow topics create)")
-        remaining: dict[int, int] = {}
-        for p in topic.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic_name, p), timeout=10)
-            if high > low:
-                remaining[p] = high
-        consumer.assign([TopicPartition(topic_name, p, 0) for p in topic.partitions])
+        consumer.assign([TopicPartition(topic_name, p, 0) for p in partitions])
         while follow or remaining:
             msg = consumer.poll(1.0)
             if msg is None:

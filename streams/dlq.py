@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from schemas.envelope import validate
 from streams.config import Settings
 from streams.errors import BrokerError, InvalidEvent, OrderflowError
-from streams.kafka_clients import client_config
+from streams.kafka_clients import open_topic
 from streams.publisher import Publisher
 
 
@@ -50,20 +49,8 @@ class Letter:
 
 def read_letters(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Letter]:
     """Every dead letter now on the topic (read to the end of each partition), oldest first."""
-    consumer = Consumer({**client_config(settings), "group.id": f"orderflow-dlq-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer, _, ends = open_topic(settings, settings.dlq_topic, "dlq")
     try:
-        try:
-            topic = consumer.list_topics(settings.dlq_topic, timeout=10).topics[settings.dlq_topic]
-        except KafkaException as exc:
-            raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
-        if topic.error is not None:
-            raise OrderflowError(f"topic {settings.dlq_topic}: {topic.error.str()}")
-        ends: dict[int, int] = {}
-        for p in topic.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(settings.dlq_topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
         consumer.assign([TopicPartition(settings.dlq_topic, p, 0) for p in ends])
         letters: list[Letter] = []
         remaining = dict(ends)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streams.config import Settings
-from streams.errors import BrokerError
+from streams.errors import BrokerError, OrderflowError
 
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 _REFUSED = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
@@ -48,3 +49,30 @@ def preflight(settings: Settings, timeout_s: float = 20.0) -> None:
         if time.monotonic() >= deadline:
             raise BrokerError(f"no Kafka broker answered at {settings.bootstrap} within {timeout_s:g}s "
                               f"(KAFKA_BOOTSTRAP, KAFKA_SECURITY_PROTOCOL={settings.security_protocol})")
+
+
+def open_topic(settings: Settings, topic: str, purpose: str,
+               hint: str = "") -> tuple[Any, list[int], dict[int, int]]:
+    """A consumer of `topic` for a command (no group commits), the topic's partitions, and the end
+    offset of each partition that holds anything; one clear error if Kafka or the topic is not there.
+    The caller closes the consumer."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**client_config(settings), "group.id": f"orderflow-{purpose}-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        try:
+            found = consumer.list_topics(topic, timeout=10).topics[topic]
+        except KafkaException as exc:
+            raise BrokerError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+        if found.error is not None:
+            raise OrderflowError(f"topic {topic}: {found.error.str()}{hint}")
+        ends: dict[int, int] = {}
+        for p in found.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer, sorted(found.partitions), ends

@@ -207,6 +207,13 @@ class Transport(driver.Transport):
     Consumer = Consumer
 
 
+class EngineApp(faust.App):
+    """Faust's app on this transport (Faust builds its transport in a private hook)."""
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
+
+
 class RawBytes(faust.Schema):
     """Key and value exactly as Kafka delivered them (bytes, or None)."""
 

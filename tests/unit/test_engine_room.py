@@ -45,6 +45,11 @@ def reaches_inside(tree: ast.AST) -> list[str]:
             base = node.value
             if not (isinstance(base, ast.Name) and base.id in ({"self", "cls"} | PUBLIC_UNDERSCORED)):
                 found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        if isinstance(node, ast.ClassDef) and any(
+                ast.unparse(base).split(".")[0] in WRAPPED for base in node.bases):
+            found += [f"line {item.lineno}: overrides {item.name}" for item in node.body
+                      if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                      and item.name.startswith("_") and not item.name.startswith("__")]
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in
                 ("getattr", "setattr", "hasattr") and len(node.args) > 1
                 and isinstance(node.args[1], ast.Constant) and str(node.args[1].value).startswith("_")):
@@ -60,8 +65,9 @@ def test_only_the_engine_reaches_into_faust_aiokafka_and_mode() -> None:
 
 def test_the_check_itself_sees_a_private_name() -> None:
     planted = ast.parse("from faust.tables.recovery import Recovery\nx = app.consumer._committed_offset\n"
-                        "y = getattr(consumer, '_gap')\nfrom faust.streams import _current_event\n")
-    assert len(reaches_inside(planted)) == 5
+                        "y = getattr(consumer, '_gap')\nfrom faust.streams import _current_event\n"
+                        "class A(faust.App):\n    def _new_transport(self): ...\n")
+    assert len(reaches_inside(planted)) == 6
 
 
 def test_the_engine_follows_the_installed_version() -> None:
