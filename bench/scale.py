@@ -265,6 +265,7 @@ def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str
     time.sleep(3)
     r["rss_mb"], r["peak_rss_mb"] = worker.rss_mb()
     r["state_mb"] = dir_mb(worker.state_dir)
+    r["loop_lag"] = loop_lag(worker)
     _, stats = worker.get("/stats")
     r["orders_held"] = stats.get("orders", {}).get("total")
     biggest = "c0"
@@ -303,6 +304,24 @@ def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str
     r["health_longest_s"] = dict(probe.longest)
     r["health_slow"] = sorted(probe.slow, key=lambda s: -s[2])[:8]
     return r
+
+
+def loop_lag(worker: Worker) -> str:
+    """From the worker's `orderflow_event_loop_lag_seconds` histogram: how many of its 20 ms beats
+    ran more than 25, 50 and 100 ms late, of all beats."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("orderflow_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        return "none measured"
+    late = ", ".join(f"{total - buckets[b]:,.0f} over {float(b) * 1000:.0f} ms"
+                     for b in ("0.025", "0.05", "0.1") if b in buckets)
+    return f"{late} (of {total:,.0f} beats)"
 
 
 def bulk_recovered(log: Path) -> str:
@@ -345,6 +364,7 @@ def table(r: dict[str, object], args: argparse.Namespace, total: int) -> str:
         ("processing, seconds", f"{r['processing_s']:.0f}"),
         ("longest /health answer: processing / warm / cold", " / ".join(
             f"{health.get(k, float('nan')) * 1000:.0f} ms" for k in ("processing", "warm", "cold"))),
+        ("event-loop beats late, while processing", str(r["loop_lag"])),
         ("RSS after processing (peak)", f"{r['rss_mb']:.0f} MB ({r['peak_rss_mb']:.0f} MB)"),
         ("state dir", f"{r['state_mb']:.0f} MB"),
         ("ready: warm restart / cold recovery", f"{r['warm_ready_s']:.1f} s / {r['cold_ready_s']:.1f} s"),

@@ -20,6 +20,7 @@ from streams.stats import PartitionStats
 
 OVERDUE_S = 60.0  # timed work this late counts as overdue (a tick runs every second)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
 class _ProcessorCollector(Collector):
@@ -98,9 +99,17 @@ class Metrics:
             "From an event's occurred_at to its application", buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            "orderflow_event_loop_lag_seconds",
+            "How late the worker's event loop ran a 20 ms beat (what a request waits for its turn)",
+            buckets=LOOP_LAG_BUCKETS, registry=self.registry,
+        )
 
     def observe_latency(self, seconds: float) -> None:
         self.latency.observe(seconds)
+
+    def observe_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.observe(seconds)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

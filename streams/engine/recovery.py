@@ -35,8 +35,8 @@ from streams.engine.rocksdb import Store
 
 log = logging.getLogger(__name__)
 
-#: records applied per event-loop turn
-SLICE = 5_000
+#: records applied per event-loop turn (about 5 ms of work: 5,000 held the loop for 25 ms and more)
+SLICE = 1_000
 #: partitions this far behind or less are left to Faust's own path (not worth a client)
 MIN_BULK = 1_000
 PROGRESS_EVERY_S = 5.0

@@ -1,9 +1,11 @@
-"""A watch on the event loop: when one step holds it longer than a limit, log where it is.
+"""A watch on the event loop: how late its turns run, and where it is when one step holds it.
 
 A worker whose loop is held answers nothing (`/health` included), sends no heartbeat and commits
-nothing; held longer than the session timeout, it is thrown out of its group. The loop bumps a
-timestamp every 20 ms; a thread checks it, and when it is older than ORDERFLOW_STALL_REPORT_MS
-(0: off) logs the loop thread's stack once per stall, so the log says what held it.
+nothing; held longer than the session timeout, it is thrown out of its group. The loop runs a beat
+every 20 ms; how late each beat runs is the loop's lag (what a request waits before its next turn),
+handed to `observe_lag` (the `orderflow_event_loop_lag_seconds` histogram). A thread checks the
+last beat, and when it is older than ORDERFLOW_STALL_REPORT_MS (0: off) logs the loop thread's
+stack once per stall, so the log says what held it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 BEAT_S = 0.02
@@ -22,19 +25,26 @@ BEAT_S = 0.02
 _watched: set[int] = set()
 
 
-def watch_stalls(loop: asyncio.AbstractEventLoop, report_after_s: float) -> None:
-    """Start the beat on `loop` and the watching thread (daemon), once per loop."""
-    if report_after_s <= 0 or id(loop) in _watched:
+def watch_stalls(loop: asyncio.AbstractEventLoop, report_after_s: float,
+                 observe_lag: Callable[[float], None] | None = None) -> None:
+    """Start the beat on `loop` (measuring lag when `observe_lag` is given) and, when
+    `report_after_s` > 0, the thread that logs long stalls; once per loop."""
+    if id(loop) in _watched or (report_after_s <= 0 and observe_lag is None):
         return
     _watched.add(id(loop))
     last = [time.monotonic()]
     loop_thread = threading.get_ident()
 
     def beat() -> None:
-        last[0] = time.monotonic()
+        now = time.monotonic()
+        if observe_lag is not None:
+            observe_lag(max(0.0, now - last[0] - BEAT_S))
+        last[0] = now
         loop.call_later(BEAT_S, beat)
 
     loop.call_soon_threadsafe(beat)
+    if report_after_s <= 0:
+        return
 
     def watch() -> None:
         reported = 0.0
@@ -48,3 +58,17 @@ def watch_stalls(loop: asyncio.AbstractEventLoop, report_after_s: float) -> None
                 log.warning("the event loop is held for %.0f ms so far, at:\n%s", held * 1000, stack)
 
     threading.Thread(target=watch, name="orderflow-stall-watch", daemon=True).start()
+
+
+class LoopTurn:
+    """Yields to the event loop once the task using it has held the loop for `budget_s`: a task
+    working through a batch shares the loop with the rest (the web server, heartbeats, lanes)."""
+
+    def __init__(self, budget_s: float = 0.002) -> None:
+        self.budget_s = budget_s
+        self._since = time.perf_counter()
+
+    async def share(self) -> None:
+        if time.perf_counter() - self._since >= self.budget_s:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
