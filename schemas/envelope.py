@@ -1,5 +1,6 @@
 """The order event envelope: one decode and one validate function used everywhere, the one rule for
-ids (ingest and views), and a Faust record for Python code.
+ids (ingest and views), and a typed record for Python code. No Faust here: the same decode runs in
+the worker, the CLI and the peers benchmark's Quix Streams app.
 
 `validate` works on the decoded JSON object (a dict), so it is cheap enough to run on every event;
 unknown fields are kept untouched. `decode` turns one Kafka message into a valid envelope or an
@@ -19,10 +20,9 @@ import math
 import re
 import unicodedata
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
-
-import faust
 
 from streams.errors import InvalidEvent
 
@@ -176,7 +176,8 @@ def decode(raw: bytes | str, key: bytes | str | None = None,
     return validate(event, key, event_types)
 
 
-class OrderEvent(faust.Record, serializer="json", include_metadata=False):
+@dataclass(frozen=True)
+class OrderEvent:
     """The envelope as a typed record for Python producers and tests; `extra` holds unknown fields."""
 
     event_id: str
@@ -184,15 +185,16 @@ class OrderEvent(faust.Record, serializer="json", include_metadata=False):
     client_id: str
     type: str
     occurred_at: str
-    payload: dict = {}  # noqa: RUF012 - faust records copy mutable defaults
+    payload: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
-    extra: dict = {}  # noqa: RUF012
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_envelope(cls, envelope: Mapping[str, Any]) -> OrderEvent:
         """Build from a validated envelope, keeping unknown fields in `extra`."""
-        known = {k: envelope[k] for k in cls._options.fields if k in envelope and k != "extra"}
-        extra = {k: v for k, v in envelope.items() if k not in cls._options.fields}
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: envelope[k] for k in names if k in envelope}
+        extra = {k: v for k, v in envelope.items() if k not in names and k != "extra"}
         return cls(**known, extra=extra)
 
     def to_envelope(self) -> dict[str, Any]:
