@@ -26,6 +26,7 @@ from streams.app import (
     app,
     closed_table,
     dlq_topic,
+    inbox,
     index_table,
     inputs,
     lifecycle,
@@ -37,8 +38,8 @@ from streams.app import (
 from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
-from streams.engine.batches import batches
 from streams.engine.context import current_event, detached, set_current, write_in_context
+from streams.engine.delivery import Delivered
 from streams.engine.flow import refetch_starved
 from streams.engine.gaps import (
     FilledGap,
@@ -46,7 +47,7 @@ from streams.engine.gaps import (
     refuse_acks_of_skipped,
     seek_uncommitted_to_beginning,
 )
-from streams.engine.stalls import watch_stalls
+from streams.engine.stalls import LoopTurn, watch_stalls
 from streams.engine.supervision import HARD_EXIT_GRACE_S, is_ready, stop_worker, watch_for_stuck
 from streams.engine.tables import BufferedTable, drive_paced
 from streams.engine.transport import committed_offset
@@ -200,7 +201,7 @@ _agent_queue: list[Any] = []  # the agent's channel queue, once it runs
 gaps = GapGuard(client_config(settings), settings.app_id)
 
 
-def _source(event: faust.EventT) -> Source:
+def _source(event: Delivered) -> Source:
     return Source(event.message.topic, event.message.partition, event.message.offset)
 
 
@@ -225,14 +226,17 @@ async def _process(stream: Any) -> None:
     refuse_acks_of_skipped(app.consumer, inputs)
     seek_uncommitted_to_beginning(app.consumer, inputs)
     _agent_queue.append(stream.channel.queue)
-    async for batch in batches(stream):
+    turn = LoopTurn()
+    # the inputs' messages come from the fetch in lists, not through the stream (engine/delivery.py)
+    async for batch in inbox.batches():
         for event in batch:
             if _current(event):  # else fetched before a rebalance (during this batch): redelivered
                 set_current(event)  # the partition of its table writes
                 await _on_event(event)
+                await turn.share()  # a batch of a thousand events must not hold the loop
 
 
-async def _on_event(event: faust.EventT) -> None:
+async def _on_event(event: Delivered) -> None:
     source = _source(event)
     if source.topic == settings.retry_topic:
         await _on_internal(event, source)
@@ -264,7 +268,7 @@ def _countdown(n: int, then: Callable[[], None]) -> Callable[[], None]:
     return one_done
 
 
-async def _submit(event: faust.EventT, source: Source, key: bytes | None, value: bytes | None,
+async def _submit(event: Delivered, source: Source, key: bytes | None, value: bytes | None,
                   done: Callable[[], None]) -> None:
     """Decode and validate one message; a bad one is a dead letter, a good one goes to its lane
     (with `event`, the Kafka event it came with, as the context for its table writes)."""
@@ -283,7 +287,7 @@ async def _submit(event: faust.EventT, source: Source, key: bytes | None, value:
                        functools.partial(processor.handle_event, envelope, source), done)
 
 
-def _refuse(event: faust.EventT, value: bytes | None, key: bytes | None, kind: str, message: str,
+def _refuse(event: Delivered, value: bytes | None, key: bytes | None, kind: str, message: str,
             source: Source, *counters: str) -> None:
     """A message that is not an event of any order: its letter (by its stable id) and counters,
     unless a redo after a crash finds it refused already."""
@@ -296,10 +300,10 @@ def _refuse(event: faust.EventT, value: bytes | None, key: bytes | None, kind: s
     outbox.refuse(event, source.partition, source.offset, letter, key_of(letter, key))
 
 
-async def _on_internal(event: faust.EventT, source: Source) -> None:
+async def _on_internal(event: Delivered, source: Source) -> None:
     try:
-        kind = json.loads(event.value).get("kind")
-    except (ValueError, AttributeError):
+        kind = json.loads(event.value or b"").get("kind")
+    except (ValueError, AttributeError):  # not ours (empty, not JSON, not an object): passed over
         kind = None
     if kind != "tick":
         acks.done(event)  # retry notices: the order record holds the retry, the tick fires it
@@ -345,7 +349,7 @@ def _watch_for_stuck(app: faust.App, **_: Any) -> None:
     watch_for_stuck(app, settings.stuck_after_s, lambda: _crash(
         RuntimeError(f"in a rebalance or recovery for over {settings.stuck_after_s:g}s"),
         hard_exit_after_s=HARD_EXIT_GRACE_S))
-    watch_stalls(app.loop, settings.stall_report_ms / 1000)
+    watch_stalls(app.loop, settings.stall_report_ms / 1000, observe_lag=metrics.observe_loop_lag)
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]

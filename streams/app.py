@@ -94,6 +94,8 @@ app = App(
 # dead letter instead of a crash inside Faust's deserializer.
 inputs = app.topic(settings.events_topic, settings.retry_topic,
                    schema=RawBytes(key_type=bytes, value_type=bytes))
+# ... delivered to the agent a fetched batch at a time (streams/engine/delivery.py)
+inbox = app.deliver_in_batches({settings.events_topic, settings.retry_topic})
 retry_topic = app.topic(settings.retry_topic, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")
 dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes,

@@ -44,6 +44,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from streams.engine.delivery import MAX_BATCH, Delivered, Inbox
 from streams.engine.supervision import HARD_EXIT_GRACE_S, arm_hard_exit
 
 YIELD_EVERY = 100
@@ -85,6 +86,9 @@ class Consumer(driver.Consumer):
         flow_control = app.flow_control
         read_offset = self._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
+        inbox: Inbox | None = getattr(app, "inbox", None)
+        inbox_topics = inbox.topics if inbox is not None else frozenset()
+        batch: list[Delivered] = []
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -108,6 +112,24 @@ class Consumer(driver.Consumer):
                         self._n_acked = 0
                         await self.commit()
                     generation = app.consumer_generation_id
+                    if message.topic in inbox_topics:  # streams/engine/delivery.py
+                        if (message.generation_id == generation and flow_control.is_active()
+                                and not suspend_flow.is_set()):
+                            if acks_enabled_for(message.topic):
+                                message.tracked = True
+                                self.track_message(message)
+                            batch.append(Delivered(message, self))
+                        # else a rebalance is under way: dropped unseen, fetched again after it
+                        read_offset[tp] = offset
+                        if len(batch) >= MAX_BATCH:
+                            assert inbox is not None
+                            await inbox.put(batch)
+                            batch = []
+                        continue
+                    if batch:  # keep the order of delivery across topics
+                        assert inbox is not None
+                        await inbox.put(batch)
+                        batch = []
                     if flow_control.is_active() and not suspend_flow.is_set():
                         await callback(message)
                     else:
@@ -117,6 +139,10 @@ class Consumer(driver.Consumer):
                     # else a rebalance came while the delivery waited (for the producer buffer to
                     # ebb, say) and may have sought back already: this stale offset must not make
                     # the loop skip the messages fetched again from the committed offset.
+                if batch:
+                    assert inbox is not None
+                    await inbox.put(batch)  # a full inbox waits here: backpressure on fetching
+                    batch = []
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -208,7 +234,16 @@ class Transport(driver.Transport):
 
 
 class EngineApp(faust.App):
-    """Faust's app on this transport (Faust builds its transport in a private hook)."""
+    """Faust's app on this transport (Faust builds its transport in a private hook). Messages of
+    the topics of `inbox` (set with `deliver_in_batches`) reach it in lists, not through Faust's
+    conductor (streams/engine/delivery.py)."""
+
+    inbox: Inbox | None = None
+
+    def deliver_in_batches(self, topics: set[str]) -> Inbox:
+        """From now on, fetched messages of `topics` go to the returned inbox."""
+        self.inbox = Inbox(topics)
+        return self.inbox
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

@@ -1,5 +1,5 @@
-"""The agent's events in batches (streams/engine/batches.py) and the lean delivery
-(streams/engine/transport.py)."""
+"""The inputs' messages a fetch at a time (streams/engine/delivery.py) and the lean delivery of
+the other topics (streams/engine/transport.py), through the drain loop itself."""
 
 from __future__ import annotations
 
@@ -8,88 +8,11 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
-from mode.utils.queues import FlowControlEvent, ThrowableQueue
+from mode.utils.queues import FlowControlEvent
 
-from streams.engine.batches import batches
+from streams.engine.context import current_event, set_current
+from streams.engine.delivery import Inbox
 from streams.engine.transport import Consumer
-
-
-def _stream() -> SimpleNamespace:
-    """A Faust-like stream: a channel queue under the app's flow control (cleared on resume, as
-    Faust makes it), a consumer that records tracked messages."""
-    tracked: list[int] = []
-    consumer = SimpleNamespace(track_message=lambda m: tracked.append(m.offset))
-    flow = FlowControlEvent(initially_suspended=False)
-    app = SimpleNamespace(consumer=consumer, consumer_generation_id=2, flow_control=flow,
-                          topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
-    queue = ThrowableQueue(flow_control=flow, clear_on_resume=True)
-    return SimpleNamespace(app=app, channel=SimpleNamespace(queue=queue), tracked=tracked)
-
-
-def _event(offset: int, generation: int = 2) -> SimpleNamespace:
-    return SimpleNamespace(message=SimpleNamespace(offset=offset, topic="events", generation_id=generation,
-                                                   tracked=False))
-
-
-def _offsets(batch: list[Any]) -> list[int]:
-    return [e.message.offset for e in batch]
-
-
-async def test_everything_queued_comes_in_one_batch_in_order_and_is_tracked_once() -> None:
-    stream = _stream()
-    for offset in range(5):
-        stream.channel.queue.put_nowait(_event(offset))
-    it = batches(stream, max_size=3)
-    assert _offsets(await anext(it)) == [0, 1, 2]
-    assert _offsets(await anext(it)) == [3, 4]
-    assert stream.tracked == [0, 1, 2, 3, 4]
-
-
-async def test_an_empty_channel_is_waited_for() -> None:
-    stream = _stream()
-    it = batches(stream)
-    waiting = asyncio.ensure_future(anext(it))
-    await asyncio.sleep(0.01)
-    assert not waiting.done()
-    stream.channel.queue.put_nowait(_event(7))
-    assert _offsets(await asyncio.wait_for(waiting, 1)) == [7]
-
-
-async def test_events_of_an_older_generation_or_a_stopped_flow_are_dropped_untracked() -> None:
-    stream = _stream()
-    for event in (_event(0, generation=1), _event(1), _event(2, generation=1)):
-        stream.channel.queue.put_nowait(event)
-    it = batches(stream)
-    assert _offsets(await anext(it)) == [1]
-    stream.app.flow_control.suspend()
-    stream.channel.queue.put_nowait(_event(3))
-    stream.channel.queue.put_nowait(_event(4))
-    waiting = asyncio.ensure_future(anext(it))
-    await asyncio.sleep(0.01)
-    assert not waiting.done(), "events taken while the flow is stopped are not handed out"
-    stream.app.flow_control.resume()
-    stream.channel.queue.put_nowait(_event(5))
-    assert _offsets(await asyncio.wait_for(waiting, 1)) == [5]
-    assert stream.tracked == [1, 5]
-
-
-async def test_events_queued_before_the_flow_resumes_are_not_cleared_unseen() -> None:
-    """Faust resumes a recovered partition's fetching before it resumes the flow, which clears the
-    channel queues: events fetched in between were lost (faust-streaming#596)."""
-    stream = _stream()
-    it = batches(stream)
-    waiting = asyncio.ensure_future(anext(it))
-    await asyncio.sleep(0)  # the agent is waiting on the queue, as it is during a recovery
-    stream.channel.queue.put_nowait(_event(8))
-    stream.channel.queue.put_nowait(_event(9))
-    stream.app.flow_control.resume()  # what Faust does at the end of the recovery
-    assert _offsets(await asyncio.wait_for(waiting, 1)) == [8, 9]
-
-
-async def test_a_closed_channel_ends_the_batches() -> None:
-    stream = _stream()
-    stream.channel.queue._throw(StopAsyncIteration())
-    assert [batch async for batch in batches(stream)] == []
 
 
 class FakeConsumer:
@@ -109,11 +32,15 @@ class FakeConsumer:
         self.consumer_stopped_errors = ()
         self.waited_first = 0
         self._messages = messages
+        self.tracked: list[int] = []
+
+    def track_message(self, message: Any) -> None:
+        self.tracked.append(message.offset)
 
     def getmany(self, timeout: float) -> AsyncIterator[tuple[str, Any]]:
         async def fetched() -> AsyncIterator[tuple[str, Any]]:
             for message in self._messages:
-                yield "tp", message
+                yield getattr(message, "tp", "tp"), message
             self._stopped.set()
         return fetched()
 
@@ -177,3 +104,102 @@ async def test_a_delivery_that_outlives_a_rebalance_does_not_move_the_read_offse
     consumer = FakeConsumer([SimpleNamespace(offset=7, topic="events")], callback)
     await _drain(consumer)
     assert consumer._read_offset["tp"] == 3
+
+
+def _message(offset: int, topic: str = "events", generation: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, topic=topic, generation_id=generation, tracked=False)
+
+
+async def _taken(inbox: Inbox) -> list[list[int]]:
+    """The offsets of every list waiting in the inbox."""
+    lists = []
+    batches = inbox.batches()
+    while inbox.depth():
+        lists.append([d.message.offset for d in await anext(batches)])
+    return lists
+
+
+def _with_inbox(messages: list[Any], callback: Any = None) -> tuple[FakeConsumer, Inbox]:
+    async def nothing(message: Any) -> None:
+        raise AssertionError(f"an input message went through Faust's conductor: {message}")
+
+    consumer = FakeConsumer(messages, callback or nothing)
+    inbox = Inbox({"events", "retry"})
+    consumer.app.inbox = inbox
+    return consumer, inbox
+
+
+async def test_a_fetch_of_the_inputs_comes_as_one_list_in_order_tracked_before_it_is_handed_over() -> None:
+    consumer, inbox = _with_inbox([_message(n) for n in range(5)])
+    await _drain(consumer)
+    assert consumer.tracked == [0, 1, 2, 3, 4]
+    assert await _taken(inbox) == [[0, 1, 2, 3, 4]]
+    assert consumer._read_offset["tp"] == 4
+
+
+async def test_a_delivered_message_is_acked_through_the_consumer() -> None:
+    acked: list[Any] = []
+    message = _message(3)
+
+    def ack(consumer: Any) -> bool:
+        acked.append((consumer, message.offset))
+        return True
+
+    message.ack = ack
+    consumer, inbox = _with_inbox([message])
+    await _drain(consumer)
+    [delivered] = await anext(inbox.batches())
+    set_current(delivered)  # what a lane does: Faust holds the current event by weak reference
+    assert current_event() is delivered
+    assert delivered.ack()
+    assert acked == [(consumer, 3)]
+
+
+async def test_inputs_of_an_older_generation_or_fetched_in_a_rebalance_are_dropped() -> None:
+    """Faust seeks back to the committed offset at the end of the rebalance: they come again."""
+    consumer, inbox = _with_inbox([_message(0, generation=0), _message(1), _message(2, generation=0)])
+    await _drain(consumer)
+    assert await _taken(inbox) == [[1]]
+    assert consumer.tracked == [1]
+
+    stopped, inbox = _with_inbox([_message(5), _message(6)])
+    stopped.app.flow_control.suspend()
+    stopped.suspend_flow.set()
+    await _drain(stopped)
+    assert inbox.depth() == 0
+    assert stopped.tracked == []
+
+
+async def test_other_topics_still_go_to_faust_in_fetch_order_with_the_inputs() -> None:
+    """A standby's changelog messages go to Faust's conductor; the inputs fetched before one are
+    handed over before it, so nothing is reordered."""
+    seen: list[tuple[str, int]] = []
+    consumer, inbox = _with_inbox([], None)
+
+    async def callback(message: Any) -> None:
+        seen.append(("conductor", message.offset))
+        seen.append(("inbox had", inbox.depth()))
+
+    consumer.callback = callback
+    changelog = _message(7, topic="changelog")
+    changelog.tp = "changelog-tp"
+    consumer._read_offset["changelog-tp"] = None
+    consumer._messages = [_message(0), _message(1), changelog, _message(2)]
+    await _drain(consumer)
+    assert seen == [("conductor", 7), ("inbox had", 2)]
+    assert await _taken(inbox) == [[0, 1], [2]]
+
+
+async def test_a_full_inbox_holds_the_fetch_back() -> None:
+    consumer, inbox = _with_inbox([_message(n) for n in range(3)])
+    inbox = Inbox({"events"}, max_waiting=1)
+    consumer.app.inbox = inbox
+    await inbox.put([])  # one list waits already
+    draining = asyncio.ensure_future(_drain(consumer))
+    await asyncio.sleep(0.05)
+    assert not draining.done(), "the drain loop waits for room"
+    assert consumer.tracked == [0, 1, 2]
+    batches = inbox.batches()
+    assert [d.message.offset for d in await anext(batches)] == []
+    await asyncio.wait_for(draining, 1)
+    assert [d.message.offset for d in await anext(batches)] == [0, 1, 2]

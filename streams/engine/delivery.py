@@ -1,0 +1,78 @@
+"""The processor's input topics a fetched batch at a time: no Faust Event, channel or conductor
+per message.
+
+Faust's conductor turns every fetched message into an `Event` for each subscribed channel: an
+asyncio lock, the flow-control and producer-buffer waits, a decode through the topic's schema, a
+queue put, then the stream's (or our former `batches`') get and bookkeeping, several loop turns per
+message. For the topics of an `Inbox` the drain loop (`transport.Consumer`) instead gathers the
+messages of each fetch into one list of `Delivered` and hands it to the inbox, which the agent
+reads. A `Delivered` is what Faust's tables, our store and the ack loop read of an event:
+`.message` (topic, partition, offset, generation, key, value) and `.ack()`.
+
+The rebalance guards are the stream's: a message fetched in an older consumer generation, or once
+a rebalance has stopped the flow, is dropped unseen and never acked (Faust seeks back to the
+committed offset when the rebalance ends, so it is fetched again); every other one is tracked as
+unacked before it is handed over, so a commit never passes it and a graceful stop waits for it.
+The inbox is not Faust's channel queue, so Faust's resume of the flow cannot clear it unseen
+(faust-streaming#596). The agent stays subscribed to the topics, so Faust's subscription,
+assignment and recovery are unchanged; it reads `inbox.batches()` instead of its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Collection
+from typing import Any
+
+#: messages handed over in one list at most (a fetch is bounded by ORDERFLOW_MAX_POLL_RECORDS)
+MAX_BATCH = 1000
+#: lists waiting in the inbox before the drain loop waits (backpressure on fetching)
+MAX_WAITING = 4
+
+
+class Delivered:
+    """One fetched message of an input topic, in place of Faust's Event."""
+
+    __slots__ = ("__weakref__", "_consumer", "message")  # Faust holds the current event by weakref
+
+    def __init__(self, message: Any, consumer: Any) -> None:
+        self.message = message
+        self._consumer = consumer
+
+    @property
+    def key(self) -> bytes | None:
+        return self.message.key  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value  # type: ignore[no-any-return]
+
+    def ack(self) -> bool:
+        """Mark the message done; Faust commits up to the first message not done (and not past
+        one in flight: transport.Consumer)."""
+        return bool(self.message.ack(self._consumer))
+
+
+class Inbox:
+    """The fetched messages of `topics`, a list per fetch, in each partition's order."""
+
+    def __init__(self, topics: Collection[str], max_waiting: int = MAX_WAITING) -> None:
+        self.topics = frozenset(topics)
+        self._queue: asyncio.Queue[list[Delivered]] = asyncio.Queue(maxsize=max_waiting)
+        self._waiting_messages = 0
+
+    async def put(self, batch: list[Delivered]) -> None:
+        """Hand a list over; waits while `max_waiting` lists wait already."""
+        await self._queue.put(batch)
+        self._waiting_messages += len(batch)
+
+    async def batches(self) -> AsyncIterator[list[Delivered]]:
+        """The lists, as they come (forever)."""
+        while True:
+            batch = await self._queue.get()
+            self._waiting_messages -= len(batch)
+            yield batch
+
+    def depth(self) -> int:
+        """Messages handed over and not taken yet."""
+        return self._waiting_messages
