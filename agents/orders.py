@@ -173,13 +173,17 @@ async def _before_flush(batch: list[Any]) -> bool:
     """Letters first, then the records that remember them, in the same flush (streams/outbox.py);
     then the counters of the partitions whose events this flush acks (streams/stats.py). Orders
     and index entries are written a slice at a time, the event loop turning in between."""
-    sent = outbox.send()
-    changes.send()
-    written = await drive_paced(store.write_steps())
-    entries = await drive_paced(index_entries.write_steps())
-    markers = closed.write()
+    # Everything to write is taken now, in one step, so a letter and the record remembering it
+    # leave in the same flush; then written a slice at a time.
+    letters, feed, orders = outbox.send_steps(), changes.send_steps(), store.write_steps()
+    entries, markers = index_entries.write_steps(), closed.write_steps()
+    sent = await drive_paced(letters)
+    await drive_paced(feed)
+    written = await drive_paced(orders)
+    entries_written = await drive_paced(entries)
+    markers_written = await drive_paced(markers)
     _write_counters(batch)
-    return sent and written and entries and markers
+    return sent and written and entries_written and markers_written
 
 
 def _write_counters(batch: list[Any]) -> None:

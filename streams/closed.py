@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from streams.engine.tables import BufferedTable
+from streams.engine.tables import BufferedTable, WriteSteps
 
 Marker = dict[str, Any]
 
@@ -39,6 +39,10 @@ class ClosedOrders:
     def write(self) -> bool:
         """Write every changed marker; False when some must wait (changelog not known yet)."""
         return self._markers.write()
+
+    def write_steps(self) -> WriteSteps:
+        """`write`, a slice at a time (the changed markers are taken when called)."""
+        return self._markers.write_steps()
 
     def forget(self, partitions: Iterable[int]) -> None:
         self._markers.forget(partitions)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams.engine.context import detached, write_in_context
+from streams.engine.tables import SLICE, WriteSteps, drive
 
 Letter = dict[str, Any]
 
@@ -65,18 +66,28 @@ class Outbox:
     def send(self) -> bool:
         """Produce the letters of current events and write the refused marks; False when a mark
         could not be written yet (a changelog Faust does not know yet): retried at the next flush."""
+        return drive(self.send_steps())
+
+    def send_steps(self) -> WriteSteps:
+        """`send`, a slice of letters at a time; the letters and marks are taken when called, so a
+        flush takes them in the same step as the records that remember them."""
         pending, self._pending = self._pending, []
-        for event, letter, key in pending:
+        marks, self._dirty_marks = self._dirty_marks, {}
+        return self._send_all(pending, marks)
+
+    def _send_all(self, pending: list[tuple[Any, Letter, bytes | None]], marks: dict[int, Any]) -> WriteSteps:
+        for n, (event, letter, key) in enumerate(pending, start=1):
             if self._is_current(event):  # else fetched before a rebalance: redone by the new owner
                 self._send(letter, key)
-        marks, self._dirty_marks = self._dirty_marks, {}
+            if n % SLICE == 0:
+                yield
         with detached():
             for partition, event in marks.items():
                 if not self._is_current(event):
                     self._refused.pop(partition, None)  # reread: the change is redone
                 elif not write_in_context(self._marks, _mark_key(partition), event,
                                           self._refused[partition]):
-                    self._dirty_marks[partition] = event
+                    self._dirty_marks.setdefault(partition, event)
         return not self._dirty_marks
 
     def forget(self, partitions: Iterable[int]) -> None:

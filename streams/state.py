@@ -91,8 +91,11 @@ class OrderStore:
 
         False when some could not be written yet (Faust does not know the changelog topic's
         partitions right after creating it): those stay dirty, and their events must not be acked."""
-        dirty, self._dirty = self._dirty, {}
+        dirty, self._dirty = self._dirty, {}  # taken now, when called, not when first driven
         self._writing = dirty
+        return self._write(dirty)
+
+    def _write(self, dirty: dict[str, tuple[Any, Order | None]]) -> WriteSteps:
         failed = False
         try:
             for n, (order_id, (event, order)) in enumerate(dirty.items(), start=1):

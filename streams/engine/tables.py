@@ -106,8 +106,11 @@ class BufferedTable:
     def write_steps(self) -> WriteSteps:
         """Write every changed key once; False when some must wait (Faust does not know the
         changelog topic's partitions yet): those stay unwritten, and their events unacked."""
-        dirty, self._dirty = self._dirty, {}
+        dirty, self._dirty = self._dirty, {}  # taken now, when called, not when first driven
         self._writing, self._writing_parts, self._parts = dirty, self._parts, {}
+        return self._write(dirty)
+
+    def _write(self, dirty: dict[str, tuple[Any, Any]]) -> WriteSteps:
         failed = False
         try:
             for n, (key, (event, value)) in enumerate(dirty.items(), start=1):

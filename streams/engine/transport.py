@@ -48,6 +48,9 @@ from streams.engine.delivery import MAX_BATCH, Delivered, Inbox
 from streams.engine.supervision import HARD_EXIT_GRACE_S, arm_hard_exit
 
 YIELD_EVERY = 100
+#: delivered input messages not yet acked, at most, before the drain loop waits (see _room_in_flight)
+MAX_IN_FLIGHT = 5_000
+IN_FLIGHT_POLL_S = 0.005
 
 
 class FairConsumerThread(driver.AIOKafkaConsumerThread):
@@ -123,6 +126,7 @@ class Consumer(driver.Consumer):
                         read_offset[tp] = offset
                         if len(batch) >= MAX_BATCH:
                             assert inbox is not None
+                            await self._room_in_flight()
                             await inbox.put(batch)
                             batch = []
                         continue
@@ -141,6 +145,7 @@ class Consumer(driver.Consumer):
                     # the loop skip the messages fetched again from the committed offset.
                 if batch:
                     assert inbox is not None
+                    await self._room_in_flight()
                     await inbox.put(batch)  # a full inbox waits here: backpressure on fetching
                     batch = []
                 self.diag.unset_flag(CONSUMER_FETCHING)
@@ -159,6 +164,16 @@ class Consumer(driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _room_in_flight(self) -> None:
+        """Wait while more than MAX_IN_FLIGHT delivered messages are not acked yet: events are
+        acked only after the flush that writes their changes, and without this bound a fast fetch
+        outran the flushes (one flush took 200,000 events and held the loop for seconds). Not
+        while a rebalance is under way: its recovery needs this loop to go on."""
+        generation = self.app.consumer_generation_id
+        while (len(self._unacked_messages) > MAX_IN_FLIGHT and not self.suspend_flow.is_set()
+               and self.app.consumer_generation_id == generation and not self.should_stop):
+            await asyncio.sleep(IN_FLIGHT_POLL_S)
 
     async def wait_empty(self) -> None:
         """At shutdown and when partitions are revoked, Faust waits for every message in flight to

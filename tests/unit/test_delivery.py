@@ -33,9 +33,14 @@ class FakeConsumer:
         self.waited_first = 0
         self._messages = messages
         self.tracked: list[int] = []
+        self._unacked_messages: set[Any] = set()
 
     def track_message(self, message: Any) -> None:
         self.tracked.append(message.offset)
+        self._unacked_messages.add(message.offset)
+
+    async def _room_in_flight(self) -> None:
+        await Consumer._room_in_flight(self)  # type: ignore[arg-type]
 
     def getmany(self, timeout: float) -> AsyncIterator[tuple[str, Any]]:
         async def fetched() -> AsyncIterator[tuple[str, Any]]:
@@ -203,3 +208,34 @@ async def test_a_full_inbox_holds_the_fetch_back() -> None:
     assert [d.message.offset for d in await anext(batches)] == []
     await asyncio.wait_for(draining, 1)
     assert [d.message.offset for d in await anext(batches)] == [0, 1, 2]
+
+
+async def test_the_fetch_waits_while_too_many_delivered_messages_are_not_acked(
+        monkeypatch: Any) -> None:
+    """Events are acked after the flush that writes them: a fetch that ran ahead of the flushes
+    made one flush of 200,000 events that held the loop for seconds."""
+    from streams.engine import transport
+
+    monkeypatch.setattr(transport, "MAX_IN_FLIGHT", 2)
+    consumer, inbox = _with_inbox([_message(n) for n in range(3)])
+    draining = asyncio.ensure_future(_drain(consumer))
+    await asyncio.sleep(0.05)
+    assert not draining.done() and inbox.depth() == 0, "three in flight, two allowed: it waits"
+    consumer._unacked_messages.clear()  # the flush acked them
+    await asyncio.wait_for(draining, 1)
+    assert await _taken(inbox) == [[0, 1, 2]]
+
+
+async def test_in_a_rebalance_the_fetch_does_not_wait_for_acks(monkeypatch: Any) -> None:
+    """A rebalance's recovery needs the drain loop to go on delivering its changelog messages."""
+    from streams.engine import transport
+
+    monkeypatch.setattr(transport, "MAX_IN_FLIGHT", 0)
+    consumer, inbox = _with_inbox([_message(0)])
+    consumer._unacked_messages.add("an old one")
+    draining = asyncio.ensure_future(_drain(consumer))
+    await asyncio.sleep(0.05)
+    assert not draining.done()
+    consumer.suspend_flow.set()  # a rebalance began
+    await asyncio.wait_for(draining, 1)
+    assert inbox.depth() == 1  # handed over; the agent drops it as stale by its generation
