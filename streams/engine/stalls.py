@@ -11,6 +11,7 @@ stack once per stall, so the log says what held it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -45,6 +46,7 @@ def watch_stalls(loop: asyncio.AbstractEventLoop, report_after_s: float,
     loop.call_soon_threadsafe(beat)
     if report_after_s <= 0:
         return
+    _watch_collections(report_after_s)
 
     def watch() -> None:
         reported = 0.0
@@ -58,6 +60,23 @@ def watch_stalls(loop: asyncio.AbstractEventLoop, report_after_s: float,
                 log.warning("the event loop is held for %.0f ms so far, at:\n%s", held * 1000, stack)
 
     threading.Thread(target=watch, name="orderflow-stall-watch", daemon=True).start()
+
+
+def _watch_collections(report_after_s: float) -> None:
+    """Log a garbage collection that took longer than the stall limit: the stall report's stack
+    shows only where the collection happened to start, not that it was one."""
+    started = [0.0]
+
+    def timing(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - started[0]
+        if took > report_after_s:
+            log.warning("a garbage collection of generation %d took %.0f ms (%d objects collected)",
+                        info.get("generation", -1), took * 1000, info.get("collected", 0))
+
+    gc.callbacks.append(timing)
 
 
 class LoopTurn:
