@@ -53,6 +53,17 @@ def values(messages: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(m.value()) for m in messages]
 
 
+def committed_and_end(bootstrap: str, group_id: str, topic: str, partition: int = 0) -> tuple[int, int]:
+    """(the group's committed offset, the log end offset) of one partition (-1: nothing committed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
+                         "enable.auto.commit": False})
+    try:
+        [position] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        return position.offset, consumer.get_watermark_offsets(position, timeout=10)[1]
+    finally:
+        consumer.close()
+
+
 def uncommitted(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
     """Per partition of `topic`, how many messages lie past the group's committed offset."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
