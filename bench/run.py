@@ -105,15 +105,24 @@ def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Pa
            **extra}
     port = free_port()
     env["BENCH_WEB_PORT"] = str(port)
-    log = (workdir / f"{logname}.log").open("wb")
+    log = workdir / f"{logname}.log"
     proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app, "-L", loop, "worker", "-l", "warn",
                              "--web-port", str(port), "--web-host", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return time_by_commits(name, proc, log, settings, group, total)
+
+
+def time_by_commits(name: str, proc: subprocess.Popen[bytes], log: Path, settings: Settings, group: str,
+                    total: int) -> dict:
+    """Time `proc` (consuming settings.events_topic as `group`) from its first committed offset to
+    the group's commits covering all `total` events; CPU time from /proc. Stops it after."""
     try:
-        start_cpu, start = None, None
+        start_cpu: float | None = None
+        start: float | None = None
+        first = 0
         while True:
             if proc.poll() is not None:
-                raise SystemExit(f"{name} worker exited; see {workdir / (logname + '.log')}")
+                raise SystemExit(f"{name} exited; see {log}")
             done = committed(settings.bootstrap, group, settings.events_topic, settings.partitions)
             if start is None and done > 0:
                 start, start_cpu = time.monotonic(), cpu_seconds(proc.pid)
@@ -122,6 +131,9 @@ def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Pa
                 break
             print(f"  {name}: {done}/{total} committed", file=sys.stderr, flush=True)
             time.sleep(0.25)
+        if start is None or start_cpu is None:
+            raise SystemExit(f"{name}: all {total} events were done before the first look; too few "
+                             "to measure, use more --orders")
         elapsed = time.monotonic() - start
         cpu = cpu_seconds(proc.pid) - start_cpu
         measured = total - first

@@ -1,0 +1,219 @@
+"""Peers side by side, in one run, on one broker and one topic per workload.
+
+    python bench/peers/run.py [--orders 40000] [--duplicates 0.0] [--effect-orders 3000]
+                              [--latency-ms 20] [--no-effects]
+
+CPU-bound (every order's five lifecycle events, 8 partitions, no effects): the Python ceiling
+(confluent-kafka consume + `json.loads`), a bare Faust agent (decode only), the orderflow worker,
+and Quix Streams doing orderflow's per-order work (bench/peers/quix_app.py: the same decode and
+state machine, RocksDB state with its changelog, dedup by event id, parking, history).
+Effect-bound (`--effect-orders` orders of five events, one `shipments` effect per order through
+`orderflow gateway` at `--latency-ms`): orderflow with its default lanes, and Quix Streams.
+
+Each peer runs as its own process with a fresh consumer group and is timed from its first
+committed offset to its commits covering the topic (the ceiling, a second's work, times itself).
+Quix Streams runs in a virtualenv of its own (bench/peers/.venv, made on first use from
+bench/peers/requirements.txt: it pins another confluent-kafka). Appends the table to
+bench/RESULTS.md and draws bench/peers/peers.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.effects import start_gateway  # noqa: E402
+from bench.run import KINDS, fresh_topics, run_variant, time_by_commits  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.publisher import Publisher  # noqa: E402
+from tests.conftest import free_port, free_port_pair  # noqa: E402
+from tests.helpers import make_event  # noqa: E402
+
+VENV = Path(os.environ.get("PEERS_VENV", HERE / ".venv"))
+REQUIREMENTS = HERE / "requirements.txt"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def peers_python() -> Path:
+    """The peers virtualenv's python, made (or remade when requirements.txt changed) first."""
+    python = VENV / "bin" / "python"
+    stamp = VENV / "requirements.sha256"
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    say(f"making the peers virtualenv in {VENV} ({', '.join(requirements())})")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "-r", str(REQUIREMENTS)], check=True)
+    stamp.write_text(wanted)
+    return python
+
+
+def requirements() -> list[str]:
+    return [line.strip() for line in REQUIREMENTS.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def orders_events(orders: int, duplicates: float, prefix: str) -> list[dict]:
+    """Each order's five lifecycle events in order; `duplicates` of them sent a second time."""
+    out: list[dict] = []
+    for n in range(orders):
+        for kind in KINDS:
+            event = make_event(f"{prefix}{n}", kind, client_id=f"c{n % 1000}")
+            out.append(event)
+            if duplicates and (n * len(KINDS) + KINDS.index(kind)) % round(1 / duplicates) == 0:
+                out.append(event)
+    return out
+
+
+def publish(settings: Settings, events: list[dict]) -> int:
+    say(f"publishing {len(events):,} events to {settings.events_topic}")
+    report = Publisher(settings).publish(events)
+    if not report.ok:
+        raise SystemExit(f"publishing failed: {report.problems[:3]}")
+    return len(events)
+
+
+def ceiling(settings: Settings, total: int) -> dict:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "PEERS_TOPIC": settings.events_topic,
+           "PEERS_GROUP": f"peers-ceiling-{uuid.uuid4().hex[:6]}"}
+    say("  confluent-kafka + json.loads")
+    out = subprocess.run([sys.executable, str(HERE / "ceiling.py"), str(total)], env=env, check=True,
+                         capture_output=True, text=True, timeout=600).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"name": "confluent-kafka consume + json.loads (the Python ceiling)", **result,
+            "rate": result["events"] / result["seconds"]}
+
+
+def quix(python: Path, settings: Settings, total: int, workdir: Path, name: str,
+         effects_url: str = "") -> dict:
+    group = f"peers-quix-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "PEERS_TOPIC": settings.events_topic,
+           "PEERS_DLQ_TOPIC": settings.dlq_topic, "PEERS_GROUP": group,
+           "PEERS_STATE_DIR": str(workdir / group), "PEERS_EFFECTS_URL": effects_url}
+    env.pop("PYTHONPATH", None)
+    log = workdir / f"{group}.log"
+    proc = subprocess.Popen([str(python), str(HERE / "quix_app.py")], cwd=ROOT, env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return time_by_commits(name, proc, log, settings, group, total)
+
+
+def versions(python: Path) -> str:
+    quix_version = subprocess.run([str(python), "-c", "import quixstreams; print(quixstreams.__version__)"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    ours = {name: metadata.version(name) for name in ("faust-streaming", "aiokafka", "confluent-kafka")}
+    return (f"Python {platform.python_version()}; faust-streaming {ours['faust-streaming']}, aiokafka "
+            f"{ours['aiokafka']}, confluent-kafka {ours['confluent-kafka']} (orderflow's); Quix Streams "
+            f"{quix_version} in its own virtualenv; Apache Kafka {KAFKA_VERSION} (local KRaft)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=40_000, help="orders of the CPU-bound workload")
+    parser.add_argument("--duplicates", type=float, default=0.0, help="share of events sent twice")
+    parser.add_argument("--effect-orders", type=int, default=3_000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--no-effects", action="store_true", help="only the CPU-bound workload")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md",
+                        help="the Markdown file the table is appended to")
+    parser.add_argument("--plot", type=Path, default=HERE / "peers.png", help="the PNG to draw")
+    args = parser.parse_args()
+    if args.orders < 1000 or not 0 <= args.duplicates < 1:
+        parser.error("at least 1000 orders, and a duplicate share in [0, 1)")
+    python = peers_python()
+    workdir = Path(tempfile.mkdtemp(prefix="orderflow-peers-"))
+    broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
+    broker.start()
+    gateway = None
+    try:
+        cpu = fresh_topics(broker)
+        total = publish(cpu, orders_events(args.orders, args.duplicates, "o"))
+        results = [
+            ceiling(cpu, total),
+            run_variant("bare Faust agent, decode only", "bench.baseline_apps:bare", cpu, total, workdir),
+            run_variant("orderflow worker", "streams.app", cpu, total, workdir),
+            quix(python, cpu, total, workdir, "Quix Streams, the same per-order work"),
+        ]
+        effect_results: list[dict] = []
+        if not args.no_effects:
+            port = free_port()
+            gateway = start_gateway(port, args.latency_ms, workdir / "gateway.log")
+            url = f"http://127.0.0.1:{port}"
+            bound = fresh_topics(broker)
+            effect_total = publish(bound, orders_events(args.effect_orders, 0.0, "e"))
+            lanes = str(Settings().lanes)
+            effect_results = [
+                run_variant(f"orderflow worker, {lanes} lanes", "streams.app", bound, effect_total, workdir,
+                            ORDERFLOW_EFFECTS_URL=url),
+                quix(python, bound, effect_total, workdir, "Quix Streams (synchronous calls)", url),
+            ]
+            for r in effect_results:
+                r["effects_per_s"] = r["rate"] / len(KINDS)  # one effect per order of five events
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(10)
+        broker.stop()
+    write(results, effect_results, args, total, versions(python), python)
+
+
+def write(results: list[dict], effect_results: list[dict], args: argparse.Namespace, total: int,
+          versions_line: str, python: Path) -> None:
+    by_name = {r["name"]: r for r in results}
+    ours = by_name["orderflow worker"]
+    lines = [
+        f"\n## Peers side by side (bench/peers/run.py) — {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+        f"CPU-bound: {total:,} events over {args.orders:,} orders (5 lifecycle events each, "
+        f"duplicates {args.duplicates:.0%}), 8 partitions, one process each, one after another on "
+        f"one broker and one topic; {platform.node()}, {os.cpu_count()} cores; {versions_line}.",
+        "",
+        "| system | events | seconds | events/s | CPU µs/event | orderflow ÷ it |",
+        "|---|---|---|---|---|---|",
+        *[f"| {r['name']} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {r['cpu_us']:.0f} | "
+          f"{ours['rate'] / r['rate']:.2f}x |" for r in results],
+    ]
+    if effect_results:
+        lanes_allow = Settings().lanes / (args.latency_ms / 1000)
+        lines += [
+            "",
+            f"Effect-bound: {args.effect_orders:,} orders x 5 events, one `shipments` effect per order "
+            f"through `orderflow gateway` at {args.latency_ms:g} ms; {Settings().lanes} lanes at that "
+            f"latency allow {lanes_allow:,.0f} effects/s.",
+            "",
+            "| system | events | seconds | events/s | effects/s | CPU µs/event |",
+            "|---|---|---|---|---|---|",
+            *[f"| {r['name']} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | "
+              f"{r['effects_per_s']:,.0f} ({r['effects_per_s'] / lanes_allow:.0%} of the lanes' bound) | "
+              f"{r['cpu_us']:.0f} |" for r in effect_results],
+        ]
+    lines += ["", f"![peers]({os.path.relpath(args.plot, args.results.parent)})"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with args.results.open("a") as out:
+        out.write(text)
+    data = args.plot.with_suffix(".json")
+    data.write_text(json.dumps({"cpu": results, "effects": effect_results}, indent=1))
+    subprocess.run([str(python), str(HERE / "plot.py"), str(data), str(args.plot)], check=True)
+
+
+if __name__ == "__main__":
+    main()

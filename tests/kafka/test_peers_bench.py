@@ -1,0 +1,28 @@
+"""`bench/peers/run.py` at a small size: the command works end to end (its own broker, the Quix
+Streams virtualenv, every peer on both workloads, the table and the plot). It measures; nothing
+here asserts a speed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.workers import ROOT
+
+
+def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> None:
+    results, plot = tmp_path / "RESULTS.md", tmp_path / "peers.png"
+    done = subprocess.run([sys.executable, "bench/peers/run.py", "--orders", "2000", "--effect-orders", "300",
+                           "--results", str(results), "--plot", str(plot)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = results.read_text().splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in lines
+            if line.startswith("| ") and not line.startswith("| system")}
+    for peer in ("confluent-kafka consume + json.loads (the Python ceiling)", "bare Faust agent, decode only",
+                 "orderflow worker", "Quix Streams, the same per-order work", "orderflow worker, 64 lanes",
+                 "Quix Streams (synchronous calls)"):
+        assert float(rows[peer].replace(",", "")) > 0, (peer, rows)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    print("\n" + results.read_text())
