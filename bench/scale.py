@@ -7,7 +7,8 @@ Starts its own broker (the project's local Kafka), publishes N orders with full 
 that 1% of the clients own half of the orders, and runs one `faust worker` (a real process):
 
 1. processing from an empty state: events/s per tenth of the events (first and last slice), the
-   longest `/health` answer (probed every 50 ms), RSS and peak RSS, the state dir's size;
+   longest `/health` answer (probed every 50 ms), the event loop's lag (from the worker's
+   `orderflow_event_loop_lag_seconds`), RSS and peak RSS, the state dir's size;
 2. the time of a `/clients/{id}/orders` page of the biggest client;
 3. a warm restart (same state dir) and a cold recovery (state dir deleted): seconds to `/ready`,
    the longest `/health` answer meanwhile and 10 s after, RSS after.
