@@ -69,26 +69,31 @@ class Outbox:
         return drive(self.send_steps())
 
     def send_steps(self) -> WriteSteps:
-        """`send`, a slice of letters at a time; the letters and marks are taken when called, so a
-        flush takes them in the same step as the records that remember them."""
+        """`send`, a slice of letters at a time. The letters and the marks (with their offsets) are
+        taken when called, so a flush takes them in the same step as the records that remember
+        them, and a refusal made while it writes waits for the next flush, mark and letter alike."""
         pending, self._pending = self._pending, []
-        marks, self._dirty_marks = self._dirty_marks, {}
+        marks = {partition: (event, self._refused[partition])
+                 for partition, event in self._dirty_marks.items()}
+        self._dirty_marks = {}
         return self._send_all(pending, marks)
 
-    def _send_all(self, pending: list[tuple[Any, Letter, bytes | None]], marks: dict[int, Any]) -> WriteSteps:
+    def _send_all(self, pending: list[tuple[Any, Letter, bytes | None]],
+                  marks: dict[int, tuple[Any, int]]) -> WriteSteps:
         for n, (event, letter, key) in enumerate(pending, start=1):
             if self._is_current(event):  # else fetched before a rebalance: redone by the new owner
                 self._send(letter, key)
             if n % SLICE == 0:
                 yield
+        unwritten = False
         with detached():
-            for partition, event in marks.items():
+            for partition, (event, offset) in marks.items():
                 if not self._is_current(event):
                     self._refused.pop(partition, None)  # reread: the change is redone
-                elif not write_in_context(self._marks, _mark_key(partition), event,
-                                          self._refused[partition]):
+                elif not write_in_context(self._marks, _mark_key(partition), event, offset):
+                    unwritten = True
                     self._dirty_marks.setdefault(partition, event)
-        return not self._dirty_marks
+        return not unwritten
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions this worker lost: their letters and marks are the new owner's to redo."""
