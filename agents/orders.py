@@ -171,10 +171,9 @@ changes = Outbox(_produce_change, None, _current)  # the change feed, sent like 
 
 async def _before_flush(batch: list[Any]) -> bool:
     """Letters first, then the records that remember them, in the same flush (streams/outbox.py);
-    then the counters of the partitions whose events this flush acks (streams/stats.py). Orders
-    and index entries are written a slice at a time, the event loop turning in between."""
-    # Everything to write is taken now, in one step, so a letter and the record remembering it
-    # leave in the same flush; then written a slice at a time.
+    then the counters of the partitions whose events this flush acks (streams/stats.py).
+    Everything to write is taken now, in one step (so a letter and the record remembering it
+    leave in the same flush), then written a slice at a time, the event loop turning in between."""
     letters, feed, orders = outbox.send_steps(), changes.send_steps(), store.write_steps()
     entries, markers = index_entries.write_steps(), closed.write_steps()
     sent = await drive_paced(letters)
