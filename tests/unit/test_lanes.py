@@ -59,6 +59,22 @@ def test_a_slow_order_holds_up_only_its_own_lane() -> None:
     assert finished == [fast_order, slow_order]
 
 
+class TurnCounter:
+    """A task that counts the event loop's turns (one step per turn) while it runs."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._task = asyncio.create_task(self._count())
+
+    async def _count(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 def test_a_lane_with_a_backlog_lets_the_loop_turn_between_its_jobs() -> None:
     """Jobs that await nothing (no effect) must not run back to back in one step: a web request
     waiting for its turn would wait for the whole backlog."""
@@ -66,22 +82,14 @@ def test_a_lane_with_a_backlog_lets_the_loop_turn_between_its_jobs() -> None:
 
     async def main() -> None:
         lanes = Lanes(1)
-        turns = 0
-
-        async def count_turns() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        counter = asyncio.create_task(count_turns())
+        counter = TurnCounter()
         done = asyncio.Event()
         for n in range(100):
             async def job() -> None:
-                turns_seen.append(turns)
+                turns_seen.append(counter.turns)
             await lanes.submit("o1", None, job, done.set if n == 99 else lambda: None)
         await done.wait()
-        counter.cancel()
+        counter.stop()
         await lanes.stop()
 
     asyncio.run(main())
@@ -92,25 +100,17 @@ def test_a_lane_with_a_backlog_lets_the_loop_turn_between_its_jobs() -> None:
 
 def test_loop_turn_yields_only_once_its_budget_is_spent() -> None:
     async def main() -> tuple[int, int]:
-        turns = 0
-
-        async def count_turns() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        counter = asyncio.create_task(count_turns())
+        counter = TurnCounter()
         await asyncio.sleep(0)
-        generous, before = LoopTurn(budget_s=60), turns
+        generous, before = LoopTurn(budget_s=60), counter.turns
         for _ in range(1000):
             await generous.share()
-        without_yield = turns - before
-        strict, before = LoopTurn(budget_s=0), turns
+        without_yield = counter.turns - before
+        strict, before = LoopTurn(budget_s=0), counter.turns
         for _ in range(10):
             await strict.share()
-        with_yield = turns - before
-        counter.cancel()
+        with_yield = counter.turns - before
+        counter.stop()
         return without_yield, with_yield
 
     without_yield, with_yield = asyncio.run(main())
