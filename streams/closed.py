@@ -36,12 +36,9 @@ class ClosedOrders:
     def drop(self, order_id: str) -> None:
         self._markers.delete(order_id)
 
-    def write(self) -> bool:
-        """Write every changed marker; False when some must wait (changelog not known yet)."""
-        return self._markers.write()
-
     def write_steps(self) -> WriteSteps:
-        """`write`, a slice at a time (the changed markers are taken when called)."""
+        """Write every changed marker, a slice at a time (the changed markers are taken when
+        called); False when some must wait (changelog not known yet)."""
         return self._markers.write_steps()
 
     def forget(self, partitions: Iterable[int]) -> None:

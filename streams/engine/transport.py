@@ -125,15 +125,10 @@ class Consumer(driver.Consumer):
                         # else a rebalance is under way: dropped unseen, fetched again after it
                         read_offset[tp] = offset
                         if len(batch) >= MAX_BATCH:
-                            assert inbox is not None
-                            await self._room_in_flight()
-                            await inbox.put(batch)
-                            batch = []
+                            batch = await self._hand_over(inbox, batch)
                         continue
                     if batch:  # keep the order of delivery across topics
-                        assert inbox is not None
-                        await inbox.put(batch)
-                        batch = []
+                        batch = await self._hand_over(inbox, batch, wait_for_room=False)
                     if flow_control.is_active() and not suspend_flow.is_set():
                         await callback(message)
                     else:
@@ -144,10 +139,7 @@ class Consumer(driver.Consumer):
                     # ebb, say) and may have sought back already: this stale offset must not make
                     # the loop skip the messages fetched again from the committed offset.
                 if batch:
-                    assert inbox is not None
-                    await self._room_in_flight()
-                    await inbox.put(batch)  # a full inbox waits here: backpressure on fetching
-                    batch = []
+                    batch = await self._hand_over(inbox, batch)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -164,6 +156,16 @@ class Consumer(driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _hand_over(self, inbox: Inbox | None, batch: list[Delivered],
+                         wait_for_room: bool = True) -> list[Delivered]:
+        """Give `batch` to the inbox (a full inbox waits: backpressure on fetching), first waiting
+        for room in flight unless a message of another topic is next; the new, empty batch."""
+        assert inbox is not None
+        if wait_for_room:
+            await self._room_in_flight()
+        await inbox.put(batch)
+        return []
 
     async def _room_in_flight(self) -> None:
         """Wait while more than MAX_IN_FLIGHT delivered messages are not acked yet: events are

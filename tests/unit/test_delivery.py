@@ -42,6 +42,9 @@ class FakeConsumer:
     async def _room_in_flight(self) -> None:
         await Consumer._room_in_flight(self)  # type: ignore[arg-type]
 
+    async def _hand_over(self, inbox: Any, batch: list[Any], wait_for_room: bool = True) -> list[Any]:
+        return await Consumer._hand_over(self, inbox, batch, wait_for_room)  # type: ignore[arg-type]
+
     def getmany(self, timeout: float) -> AsyncIterator[tuple[str, Any]]:
         async def fetched() -> AsyncIterator[tuple[str, Any]]:
             for message in self._messages:
