@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+import orjson
 
 from schemas.envelope import decode
 from streams.acks import FlushThenAck
@@ -86,7 +87,7 @@ def _send_change(record: dict[str, Any]) -> None:
 
 def _produce_change(record: dict[str, Any], key: bytes | None) -> None:
     if feed is not None:
-        feed.send(key or b"", json.dumps(record, separators=(",", ":")).encode())
+        feed.send(key or b"", orjson.dumps(record))  # compact JSON, several times faster than json
 
 
 # the change feed's own producer (streams/feed.py); ORDERFLOW_CHANGES_TOPIC="" turns the feed off

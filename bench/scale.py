@@ -266,7 +266,7 @@ def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str
     time.sleep(3)
     r["rss_mb"], r["peak_rss_mb"] = worker.rss_mb()
     r["state_mb"] = dir_mb(worker.state_dir)
-    r["loop_lag"] = loop_lag(worker)
+    r["loop_lag"] = loop_lag(worker.url)
     _, stats = worker.get("/stats")
     r["orders_held"] = stats.get("orders", {}).get("total")
     biggest = "c0"
@@ -307,10 +307,10 @@ def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str
     return r
 
 
-def loop_lag(worker: Worker) -> str:
+def loop_lag(url: str) -> str:
     """From the worker's `orderflow_event_loop_lag_seconds` histogram: how many of its 20 ms beats
     ran more than 25, 50 and 100 ms late, of all beats."""
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=30) as response:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
         text = response.read().decode()
     buckets: dict[str, float] = {}
     for line in text.splitlines():

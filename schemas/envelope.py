@@ -9,7 +9,7 @@ anything else (a value nested 5,000 deep once raised `RecursionError` and stoppe
 
 Limits enforced at decode (the README lists them): at most `MAX_EVENT_BYTES` bytes, containers
 nested at most `MAX_DEPTH` deep, strings (keys and values) at most `MAX_STRING` characters, numbers
-JSON allows (no NaN or Infinity, no float that overflows), text that is valid UTF-8 (no lone
+JSON allows (no NaN or Infinity, no float that overflows, integers within 64 bits), text that is valid UTF-8 (no lone
 surrogates from `\\ud800` escapes, which could not be written back out).
 """
 
@@ -36,6 +36,9 @@ MAX_ID = 128
 MAX_EVENT_BYTES = 32_768
 MAX_DEPTH = 32
 MAX_STRING = 16_384
+#: Integers are signed 64-bit: Faust writes table records with orjson (when installed, as it is by
+#: this project), which refuses anything wider, and so does every JVM consumer of the change feed.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 ID_RULE = f"1 to {MAX_ID} characters, none of them a control character"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -114,6 +117,13 @@ def _finite(text: str) -> float:
     return number
 
 
+def _int64(text: str) -> int:
+    number = int(text)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise _NotJson(f"the number {text[:40]} is outside the 64-bit integer range")
+    return number
+
+
 def parse_json(raw: bytes | str) -> Any:
     """`raw` as JSON, strictly (no NaN or Infinity) and within the limits; InvalidEvent otherwise.
 
@@ -124,7 +134,7 @@ def parse_json(raw: bytes | str) -> Any:
         raise InvalidEvent(f"the message is {size:,} bytes; at most {MAX_EVENT_BYTES:,} are accepted")
     data = raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw
     try:
-        value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(data, parse_constant=_no_constant, parse_float=_finite, parse_int=_int64)
     except RecursionError:
         raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels") from None
     except _NotJson as exc:

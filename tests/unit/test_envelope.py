@@ -115,6 +115,8 @@ def _raw(**changes: Any) -> bytes:
     (_raw().replace(b'"schema_version": 1', b'"schema_version": NaN'), "NaN is not a JSON number"),
     (_raw().replace(b'"schema_version": 1', b'"schema_version": -Infinity'), "-Infinity"),
     (_raw(payload={"amount": 1}).replace(b'"amount": 1', b'"amount": 1e400'), "too large"),
+    (_raw(payload={"amount": 2**63}), "outside the 64-bit integer range"),
+    (_raw(payload={"amount": -(2**63) - 1}), "outside the 64-bit integer range"),
     (_raw(payload={"note": "\ud800"}), "lone surrogate"),
     (_raw(payload={"note": "x" * 20_000}), "at most 16,384"),
     (_raw(payload={"blob": "x" * 40_000}), "at most 32,768 are accepted"),
@@ -123,6 +125,11 @@ def _raw(**changes: Any) -> bytes:
 def test_hostile_messages_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(InvalidEvent, match=reason):
         decode(raw, "client-1", DEFAULT.event_types)
+
+
+def test_integers_at_the_64_bit_bounds_pass() -> None:
+    for amount in (2**63 - 1, -(2**63), 0):
+        assert decode(_raw(payload={"amount": amount}), "client-1")["payload"]["amount"] == amount
 
 
 @pytest.mark.parametrize("value", ["order/1", "order 1", "Bestellung-ä", "注文:7", "a@b.c"])
