@@ -39,7 +39,8 @@ from streams.app import (
 from streams.closed import ClosedOrders
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
-from streams.engine.context import current_event, detached, set_current, write_in_context
+from streams.engine.changelog import ChangelogWriter
+from streams.engine.context import current_event, detached, install_writer, set_current, write_in_context
 from streams.engine.delivery import Delivered
 from streams.engine.flow import refetch_starved
 from streams.engine.gaps import (
@@ -94,11 +95,16 @@ def _produce_change(record: dict[str, Any], key: bytes | None) -> None:
 feed = ChangeFeed(client_config(settings), settings.changes_topic) if settings.changes_topic else None
 
 
+# the tables' changelog records go through librdkafka (streams/engine/changelog.py)
+changelog = ChangelogWriter(app, client_config(settings))
+install_writer(changelog)
+
+
 async def _flush_all() -> None:
-    """Faust's producer (changelogs, dead letters, retry notices), then the change feed's."""
+    """Faust's producer (dead letters, retry notices), then the changelogs' and the change feed's
+    at once (each waits in a thread of its own)."""
     await app.producer.flush()
-    if feed is not None:
-        await feed.flush()
+    await asyncio.gather(changelog.flush(), *([feed.flush()] if feed is not None else []))
 
 
 async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
@@ -358,6 +364,9 @@ def _watch_for_stuck(app: faust.App, **_: Any) -> None:
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+    # Faust has flushed its producer; our changelog records must be delivered too before the new
+    # owner recovers these partitions (one landing after its records would win the compaction)
+    await changelog.flush()
     gaps.reset()
     index.forget()
     for tp in revoked:

@@ -1,7 +1,7 @@
 """Latency at a steady rate: from an event's `occurred_at` to its application, with N workers.
 
     python bench/latency.py [--rate 2000] [--seconds 60] [--warmup 15] [--workers 2]
-                            [--worker-env NAME=VALUE ...] [--results]
+                            [--worker-env NAME=VALUE ...] [--keep] [--results]
 
 Starts its own broker (the project's local Kafka), N `faust worker` processes on the default
 settings, and publishes order lifecycles (created, paid, shipped, delivered; 2,000 orders in
@@ -204,7 +204,10 @@ def run(args: argparse.Namespace) -> str:
         for worker in workers:
             worker.stop()
         broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            say(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def table(args: argparse.Namespace, measured: int, missing: int, applied: dict[str, float],
@@ -239,6 +242,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the workers (repeatable), e.g. ORDERFLOW_LANES=16")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (worker logs)")
     parser.add_argument("--results", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args()
     if any("=" not in item for item in args.worker_env):

@@ -3,7 +3,8 @@
 Faust writes a table change to the changelog partition of the *current event* (a context variable
 its stream iterator sets, `faust.streams._current_event`). Our lanes and the ack loop's flush run
 outside that iterator, so they set it themselves: per job, and per record when a flush writes
-changes of many partitions.
+changes of many partitions. With a `ChangelogWriter` installed (streams/engine/changelog.py), the
+writes of its tables go through it instead, in the event's partition, and the caller flushes it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from faust.exceptions import PartitionsMismatch
 from faust.streams import _current_event
 from faust.streams import current_event as _faust_current_event
 
-__all__ = ["current_event", "delete_in_context", "detached", "set_current", "write_in_context"]
+from streams.engine.changelog import ChangelogWriter
+
+__all__ = ["current_event", "delete_in_context", "detached", "install_writer", "set_current",
+           "write_in_context"]
+
+_writer: ChangelogWriter | None = None
+
+
+def install_writer(writer: ChangelogWriter | None) -> None:
+    """Table writes from now on go through `writer` (None: Faust's own path again)."""
+    global _writer
+    _writer = writer
 
 
 def current_event() -> Any:
@@ -44,6 +56,9 @@ def detached() -> Iterator[None]:
 def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:
     """`table[key] = value` in `event`'s changelog partition; False while Faust does not know the
     changelog topic's partitions yet (right after creating it)."""
+    if _writer is not None and _writer.handles(table):
+        _writer.put(table, key, event.message.partition, value)
+        return True
     set_current(event)
     try:
         table[key] = value
@@ -54,6 +69,9 @@ def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:
 
 def delete_in_context(table: Any, key: str, event: Any) -> bool:
     """`del table[key]` (a changelog tombstone) in `event`'s changelog partition; as above."""
+    if _writer is not None and _writer.handles(table):
+        _writer.delete(table, key, event.message.partition)
+        return True
     set_current(event)
     try:
         if key in table:

@@ -77,6 +77,26 @@ class Store(FaustRocksDBStore):
                "block_cache_size": 0},
             use_rocksdict=True)
 
+    def put_local(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """The store half of Faust's `table[key] = value` (the changelog record is the caller's)."""
+        self._key_index[key] = partition
+        self._db_for_partition(partition).put(key, value)
+
+    def delete_local(self, partition: int, key: bytes) -> bool:
+        """Remove `key` from the partition's database; False when it was not there."""
+        db = self._db_for_partition(partition)
+        if db.get(key) is None:
+            return False
+        db.delete(key)
+        self._key_index.pop(key, None)
+        return True
+
+    def persist_offset(self, tp: TP, offset: int) -> None:
+        """Faust's `set_persisted_offset`, for a partition still open here only: one revoked since
+        keeps the lower offset it had, and a later assignment reads a little more changelog."""
+        if tp.partition in self._dbs:
+            self.set_persisted_offset(tp, offset)
+
     def write_changelog_batch(self, tp: TP, batch: rocksdict.WriteBatch, last_offset: int) -> None:
         """Write a batch of changelog records of `tp` together with its new persisted offset (one
         atomic write: a crash leaves the data and the offset Faust resumes from in step)."""
