@@ -15,7 +15,7 @@ from streams.config import Settings
 from streams.publisher import Publisher
 from tests.conftest import SettingsFactory, settings_env
 from tests.gateway import GatewayProcess
-from tests.helpers import consume_all, make_event, values
+from tests.helpers import consume_all, make_event, uncommitted, values
 from tests.kafka.conftest import StartGateway, StartWorker
 from tests.scenario import scenario
 from tests.workers import ROOT, Worker, wait_for
@@ -139,6 +139,11 @@ def test_a_pending_retry_survives_the_kill_of_its_worker(
                        timeout=30, what="the payment's retry to be scheduled")
     assert pending["pending"]["retry"]["attempts"] == 1
     due = datetime.fromisoformat(pending["pending"]["retry"]["due"]).timestamp()
+    # the view shows the retry once it is decided; the kill must come after it is durable (the
+    # events committed, which waits for their changelog records), else the redo calls at once
+    wait_for(lambda: not any(uncommitted(settings.bootstrap, settings.app_id,
+                                         settings.events_topic).values()),
+             timeout=30, what="the events to be committed")
     assert due - time.time() > 4, "the retry must still be pending when the worker dies"
 
     first.kill()
