@@ -1,0 +1,175 @@
+"""The changelog writer (streams/engine/changelog.py) with a fake librdkafka producer and a store
+whose databases are dicts: the local write comes before the record, persisted offsets follow what
+was delivered, and a refused record fails the flush. On Kafka: tests/kafka/test_recovery.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from streams.engine import changelog
+from streams.engine.changelog import ChangelogWriter
+from streams.engine.rocksdb import Store
+from streams.errors import BrokerError
+
+TOPIC = "app-orders-changelog"
+
+
+class FakeDB(dict[bytes, bytes]):
+    def put(self, key: bytes, value: bytes) -> None:
+        self[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.pop(key, None)
+
+
+class FakeStore(Store):
+    """Faust's RocksDB store minus RocksDB: only what the writer touches."""
+
+    def __init__(self) -> None:  # not Faust's: that opens an app's store
+        self._dbs: dict[int, FakeDB] = {}
+        self._key_index = {}  # type: ignore[assignment]
+        self.persisted: dict[int, int] = {}
+
+    def _open_for_partition(self, partition: int) -> FakeDB:  # type: ignore[override]
+        return FakeDB()
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        self.persisted[tp.partition] = offset
+
+
+@dataclass
+class FakeProducer:
+    store: FakeStore
+    refuse: bool = False
+    pending: list[tuple[bytes, bytes | None, int, Callable[..., None]]] = field(default_factory=list)
+    log: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    ends: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    def produce(self, topic: str, value: bytes | None, key: bytes, partition: int,
+                on_delivery: Callable[..., None]) -> None:
+        assert topic == TOPIC
+        local = self.store._dbs[partition].get(key)
+        assert local == value, "the record went out before the store had it"
+        self.pending.append((key, value, partition, on_delivery))
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def poll(self, _timeout: float) -> int:
+        return 0
+
+    def flush(self, _timeout: float) -> int:
+        pending, self.pending = self.pending, []
+        for key, value, partition, on_delivery in pending:
+            offset = self.ends[partition]
+            self.ends[partition] += 1
+            self.log.append((partition, key, value))
+            on_delivery(_Refused() if self.refuse else None, _Message(partition, offset))
+        return 0
+
+
+class _Refused:
+    def str(self) -> str:
+        return "refused (planted)"
+
+
+@dataclass
+class _Message:
+    _partition: int
+    _offset: int
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Serializers:
+    def dumps_key(self, _type: Any, key: Any, serializer: Any = None) -> bytes:
+        return json.dumps(key).encode()
+
+    def dumps_value(self, _type: Any, value: Any, serializer: Any = None) -> bytes:
+        return json.dumps(value).encode()
+
+
+@dataclass
+class _Topic:
+    def get_topic_name(self) -> str:
+        return TOPIC
+
+
+@dataclass
+class FakeTable:
+    data: FakeStore
+    key_type: Any = str
+    value_type: Any = None
+    key_serializer: str = "json"
+    value_serializer: str = "json"
+    changelog_topic: _Topic = field(default_factory=_Topic)
+
+
+@dataclass
+class _App:
+    serializers: _Serializers = field(default_factory=_Serializers)
+
+
+@pytest.fixture
+def setup(monkeypatch: pytest.MonkeyPatch) -> tuple[ChangelogWriter, FakeTable, FakeProducer]:
+    store = FakeStore()
+    producer = FakeProducer(store)
+    monkeypatch.setattr(changelog, "Producer", lambda _config: producer)
+    return ChangelogWriter(_App(), {}), FakeTable(store), producer
+
+
+def test_a_write_is_local_first_and_the_persisted_offset_follows_delivery(setup: Any) -> None:
+    writer, table, producer = setup
+    assert writer.handles(table)
+    writer.put(table, "o1", 0, {"v": 1})
+    writer.put(table, "o1", 0, {"v": 2})
+    writer.put(table, "o2", 3, {"v": 1})
+    assert table.data.persisted == {}  # nothing delivered yet: nothing claimed
+    asyncio.run(writer.flush())
+    assert table.data.persisted == {0: 1, 3: 0}
+    assert table.data._dbs[0][b'"o1"'] == b'{"v": 2}'
+    assert [(p, k) for p, k, _ in producer.log] == [(0, b'"o1"'), (0, b'"o1"'), (3, b'"o2"')]
+
+
+def test_a_partition_revoked_before_delivery_keeps_its_lower_offset(setup: Any) -> None:
+    writer, table, _producer = setup
+    writer.put(table, "o1", 0, 1)
+    writer.put(table, "o2", 1, 1)
+    del table.data._dbs[1]  # Faust's revoke drops the partition's database
+    asyncio.run(writer.flush())
+    assert table.data.persisted == {0: 0}
+    assert 1 not in table.data._dbs  # and it is not reopened to write an offset
+
+
+def test_a_delete_sends_a_tombstone_only_for_a_key_that_is_there(setup: Any) -> None:
+    writer, table, producer = setup
+    writer.delete(table, "never", 0)
+    writer.put(table, "o1", 0, 1)
+    writer.delete(table, "o1", 0)
+    asyncio.run(writer.flush())
+    assert producer.log == [(0, b'"o1"', b"1"), (0, b'"o1"', None)]
+    assert b'"o1"' not in table.data._dbs[0]
+
+
+def test_a_refused_record_fails_the_flush(setup: Any) -> None:
+    writer, table, producer = setup
+    producer.refuse = True
+    writer.put(table, "o1", 0, 1)
+    with pytest.raises(BrokerError, match="refused"):
+        asyncio.run(writer.flush())
+    assert table.data.persisted == {}
