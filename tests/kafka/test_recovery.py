@@ -7,9 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+from faust.stores.rocksdb import Store
+from rocksdict import AccessType, Rdict
+
 from streams.publisher import Publisher
 from streams.topics import create_topics
 from tests.conftest import SettingsFactory
+from tests.helpers import uncommitted
 from tests.scenario import scenario
 from tests.workers import Worker, wait_for
 
@@ -23,6 +28,25 @@ def views(worker: Worker, orders: list[str]) -> dict[str, Any]:
         assert status == 200, (order_id, status, body)
         found[order_id] = body
     return found
+
+
+def persisted_offset(state_dir: Path, table: str, partition: int) -> int | None:
+    """The changelog offset a worker's store says it holds everything up to (Faust's offset key)."""
+    db = Rdict(str(state_dir / "v1" / "tables" / f"{table}-{partition}.db"),
+               access_type=AccessType.read_only(), options=None)
+    try:
+        raw = db.get(Store.offset_key)
+        return int(raw) if raw is not None else None
+    finally:
+        db.close()
+
+
+def end_offset(bootstrap: str, topic: str, partition: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offset"})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+    finally:
+        consumer.close()
 
 
 def counters(worker: Worker) -> dict[str, Any]:
@@ -72,8 +96,18 @@ def test_cold_start_in_bulk_gives_the_same_state_as_faust_recovery(
             == extra.expected
         assert {o: after[o] for o in orders} == before  # the duplicate changed nothing
 
-        # a warm restart after the bulk recovery finds its store up to date: nothing read in bulk
+        # every changelog record written is remembered as persisted in its partition's store (what a
+        # warm restart resumes reading from): once the events are committed, nothing past it
+        wait_for(lambda: not any(uncommitted(settings.bootstrap, settings.app_id,
+                                             settings.events_topic).values()),
+                 timeout=60, what="the events to be committed")
         bulk.stop()
+        for partition in range(settings.partitions):
+            topic = f"{settings.app_id}-orders-changelog"
+            end = end_offset(settings.bootstrap, topic, partition)
+            assert persisted_offset(bulk.state_dir, "orders", partition) == end - 1, (topic, partition)
+
+        # a warm restart after the bulk recovery finds its store up to date: nothing read in bulk
         logged = len(bulk.log_path.read_text().splitlines())
         bulk.start().wait_ready()
         assert BULK_DONE not in "\n".join(bulk.log_path.read_text().splitlines()[logged:])
