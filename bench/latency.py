@@ -32,7 +32,6 @@ import math
 import os
 import platform
 import random
-import shutil
 import sys
 import tempfile
 import threading
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import fresh_topics  # noqa: E402
-from bench.scale import loop_lag  # noqa: E402
+from bench.scale import keep_or_remove, loop_lag  # noqa: E402
 from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from tests.conftest import free_port_pair  # noqa: E402
 from tests.workers import Worker  # noqa: E402
@@ -204,10 +203,7 @@ def run(args: argparse.Namespace) -> str:
         for worker in workers:
             worker.stop()
         broker.stop()
-        if args.keep:
-            say(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        keep_or_remove(workdir, args.keep)
 
 
 def table(args: argparse.Namespace, measured: int, missing: int, applied: dict[str, float],

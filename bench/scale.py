@@ -237,10 +237,15 @@ def main() -> None:
         if worker is not None:
             worker.stop()
         broker.stop()
-        if args.keep:
-            say(f"work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        keep_or_remove(workdir, args.keep)
+
+
+def keep_or_remove(workdir: Path, keep: bool) -> None:
+    """A benchmark's work dir (broker data, state dirs, logs) goes at the end unless asked to stay."""
+    if keep:
+        say(f"work dir kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str, partitions: int,

@@ -9,8 +9,8 @@ anything else (a value nested 5,000 deep once raised `RecursionError` and stoppe
 
 Limits enforced at decode (the README lists them): at most `MAX_EVENT_BYTES` bytes, containers
 nested at most `MAX_DEPTH` deep, strings (keys and values) at most `MAX_STRING` characters, numbers
-JSON allows (no NaN or Infinity, no float that overflows, integers within 64 bits), text that is valid UTF-8 (no lone
-surrogates from `\\ud800` escapes, which could not be written back out).
+JSON allows (no NaN or Infinity, no float that overflows, integers within 64 bits), text that is
+valid UTF-8 (no lone surrogates from `\\ud800` escapes, which could not be written back out).
 """
 
 from __future__ import annotations
