@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams.engine.context import current_event, delete_in_context, detached, write_in_context
-from streams.engine.tables import SLICE, WriteSteps, active_value, drive
+from streams.engine.tables import SLICE, WriteSteps, active_value, drive, value_in_partition
 from streams.machine import Order
 
 
@@ -46,11 +46,12 @@ class OrderStore:
             if order_id in self._cache:
                 self._cache.move_to_end(order_id)
             return cached[1]
-        value = self.table.get(order_id)
+        event = current_event()
+        value = (value_in_partition(self.table, order_id, event.message.partition) if event is not None
+                 else self.table.get(order_id))
         if value is None:
             return None
         order = dict(value)
-        event = current_event()
         if event is not None and self._is_current(event):
             self._remember(order_id, event.message.partition, order)
         return order

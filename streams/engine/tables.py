@@ -231,6 +231,17 @@ def scan_table(table: Any, partition: int) -> Iterator[tuple[Any, Any]]:
             log.exception("a record of partition %d cannot be decoded; skipped", partition)
 
 
+def value_in_partition(table: Any, key: str, partition: int) -> Any:
+    """`table.get(key)` for a key of `partition` (its event's), in one RocksDB read: Faust's own
+    `get` reads twice for a key that is there (`in`, then the value) and raises for one that is not."""
+    store = table.data
+    db = store._dbs.get(partition) if hasattr(store, "_dbs") else None
+    if db is None:  # the in-memory store of unit tests, or a partition not open here
+        return table.get(key)
+    raw = db.get(store._encode_key(key))
+    return store._decode_value(raw) if raw is not None else None
+
+
 def active_value(table: Any, key: str, partitions: list[int]) -> Any:
     """`table[key]` read from the RocksDB of the given partitions only (None if none holds it)."""
     store = table.data
