@@ -40,7 +40,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.run import fresh_topics  # noqa: E402
 from bench.scale import keep_or_remove, loop_lag  # noqa: E402
 from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.machine import parse_time, rfc3339  # noqa: E402
 from tests.conftest import free_port_pair  # noqa: E402
 from tests.workers import Worker  # noqa: E402
 
@@ -62,14 +62,6 @@ SLOW_S = 0.1
 
 def say(text: str) -> None:
     print(f"latency: {text}", file=sys.stderr, flush=True)
-
-
-def stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch_of(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def lifecycles(seed: int) -> Iterator[tuple[str, str, str, str]]:
@@ -119,7 +111,9 @@ class Feed:
                     if msg.error():
                         continue
                     record = json.loads(msg.value() or b"{}")
-                    self.seen.setdefault(record["event_id"], (epoch_of(record["at"]), arrived))
+                    applied = parse_time(record["at"])
+                    if applied is not None:
+                        self.seen.setdefault(record["event_id"], (applied, arrived))
         finally:
             consumer.close()
 
@@ -141,7 +135,7 @@ def publish(bootstrap: str, topic: str, rate: float, seconds: float, seed: int) 
             event_id, order_id, client_id, kind = next(events)
             at = time.time()
             value = json.dumps({"event_id": event_id, "order_id": order_id, "client_id": client_id,
-                                "type": kind, "occurred_at": stamp(at), "schema_version": 1})
+                                "type": kind, "occurred_at": rfc3339(at), "schema_version": 1})
             producer.produce(topic, key=client_id.encode(), value=value.encode())
             occurred[event_id] = math.floor(at * 1000) / 1000  # as the stamp says (ms)
             sent += 1
