@@ -7,7 +7,8 @@ Starts its own broker (the project's local Kafka), publishes N orders with full 
 that 1% of the clients own half of the orders, and runs one `faust worker` (a real process):
 
 1. processing from an empty state: events/s per tenth of the events (first and last slice), the
-   longest `/health` answer (probed every 50 ms), the event loop's lag (from the worker's
+   longest `/health` answer (probed every 50 ms by bench/health_probe.py, twice side by side: at
+   the benchmark's priority and at a raised one), the event loop's lag (from the worker's
    `orderflow_event_loop_lag_seconds`), RSS and peak RSS, the state dir's size;
 2. the time of a `/clients/{id}/orders` page of the biggest client;
 3. a warm restart (same state dir) and a cold recovery (state dir deleted): seconds to `/ready`,
@@ -50,6 +51,7 @@ from tests.conftest import free_port, free_port_pair  # noqa: E402
 FULL = ["created", "paid", "shipped", "delivered"]
 CANCELLED = ["created", "cancelled"]
 SLICES = 10
+RAISED_NICE = -10
 
 
 def say(text: str) -> None:
@@ -109,39 +111,62 @@ def publish(bootstrap: str, topic: str, items: Iterator[tuple[str, bytes]]) -> i
 
 @dataclass
 class Probe:
-    """GET /health every 50 ms in a thread; the longest answer per phase."""
+    """`/health` answers from bench/health_probe.py, a process of its own at priority `nice`
+    (0: the benchmark's): the longest answer per phase, and the slow ones."""
 
     url: str
-    phase: str = "start"
-    longest: dict[str, float] = field(default_factory=dict)
+    nice: int = 0
+    phases: list[tuple[float, str]] = field(default_factory=lambda: [(0.0, "start")])
+    answers: dict[str, list[float]] = field(default_factory=dict)  # phase -> seconds of each answer
     slow: list[tuple[str, float, float]] = field(default_factory=list)  # (phase, at, seconds) > 100 ms
-    phase_started: float = field(default_factory=time.monotonic)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    error: str = ""  # why it could not run (a raised priority needs root)
+    _proc: subprocess.Popen[str] | None = None
 
     def enter(self, phase: str) -> None:
-        self.phase, self.phase_started = phase, time.monotonic()
+        self.phases.append((time.monotonic(), phase))
 
-    def run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=30) as response:
-                    response.read()
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.05)  # not listening yet (starting): not an answer
-                continue
-            took = time.monotonic() - started
-            self.longest[self.phase] = max(self.longest.get(self.phase, 0.0), took)
-            if took > 0.1:
-                self.slow.append((self.phase, started - self.phase_started, took))
-            time.sleep(max(0.0, 0.05 - took))
+    def _record(self, started: float, took: float) -> None:
+        """An answer, counted in the phase it was asked in."""
+        phase_started, phase = next((p for p in reversed(self.phases) if p[0] <= started), self.phases[0])
+        self.answers.setdefault(phase, []).append(took)
+        if took > 0.1:
+            self.slow.append((phase, started - phase_started, took))
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            started, took = line.split()
+            self._record(float(started), float(took))
 
     def start(self) -> Probe:
-        threading.Thread(target=self.run, daemon=True).start()
+        self._proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "health_probe.py"), self.url, "--nice", str(self.nice)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        self._proc.wait(10)
+        if self._proc.returncode == 2 and self._proc.stderr is not None:
+            self.error = self._proc.stderr.read().strip()
+
+    def summary(self, phases: tuple[str, ...]) -> str:
+        if self.error:
+            return f"not measured ({self.error})"
+        return " / ".join(f"{max(self.answers.get(k, [float('nan')])) * 1000:.0f} ms" for k in phases)
+
+    def spread(self, phase: str) -> str:
+        """p50, p99 and the share over 100 ms of the phase's answers."""
+        if self.error or not self.answers.get(phase):
+            return "not measured"
+        took = sorted(self.answers[phase])
+        over = sum(1 for t in took if t > 0.1)
+        return (f"p50 {took[len(took) // 2] * 1000:.0f} ms, p99 {took[int(len(took) * 0.99)] * 1000:.0f} ms, "
+                f"{over:,} of {len(took):,} over 100 ms")
 
 
 class Worker:
@@ -216,6 +241,7 @@ def main() -> None:
     broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
     broker.start()
     worker: Worker | None = None
+    probes: list[Probe] = []
     try:
         settings = fresh_topics(broker)
         say(f"publishing {args.orders:,} orders of {args.clients:,} clients")
@@ -228,12 +254,16 @@ def main() -> None:
                "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT),
                "ORDERFLOW_COMMIT_INTERVAL_S": "0.5"}
         worker = Worker(env, workdir / "state", workdir / "worker.log").start()
-        probe = Probe(worker.url).start()
-        results = measure(worker, probe, settings.bootstrap, group, settings.events_topic,
+        # two probes side by side: at the benchmark's priority, and raised (see bench/health_probe.py)
+        probes = [Probe(worker.url).start(), Probe(worker.url, nice=RAISED_NICE).start()]
+        results = measure(worker, probes, settings.bootstrap, group, settings.events_topic,
                           settings.partitions, total, args)
-        probe.stop()
-        print(table(results, args, total))
+        for probe in probes:
+            probe.stop()
+        print(table(results, probes, args, total))
     finally:
+        for probe in probes:
+            probe.stop()
         if worker is not None:
             worker.stop()
         broker.stop()
@@ -248,10 +278,15 @@ def keep_or_remove(workdir: Path, keep: bool) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str, partitions: int,
+def enter(probes: list[Probe], phase: str) -> None:
+    for probe in probes:
+        probe.enter(phase)
+
+
+def measure(worker: Worker, probes: list[Probe], bootstrap: str, group: str, topic: str, partitions: int,
             total: int, args: argparse.Namespace) -> dict[str, object]:
     r: dict[str, object] = {}
-    probe.enter("processing")
+    enter(probes, "processing")
     started = time.monotonic()
     r["first_ready_s"] = worker.ready_after(started)
     samples: list[tuple[float, int]] = []  # (time, events processed as /stats says)
@@ -294,21 +329,19 @@ def measure(worker: Worker, probe: Probe, bootstrap: str, group: str, topic: str
     kinds = ["warm", "cold"] + (["cold-faust"] if args.faust_recovery else [])
     for kind in kinds:
         say(f"  {kind} restart")
-        probe.enter("stopping")  # a stopping worker's slow answers are not the next phase's
+        enter(probes, "stopping")  # a stopping worker's slow answers are not the next phase's
         worker.stop()
         if kind.startswith("cold"):
             shutil.rmtree(worker.state_dir)
         # "cold-faust": the same cold start through Faust's own per-record recovery, side by side
         worker.env["ORDERFLOW_BULK_RECOVERY"] = "0" if kind == "cold-faust" else "1"
-        probe.enter(kind)
+        enter(probes, kind)
         started = time.monotonic()
         worker.start()
         r[f"{kind}_ready_s"] = worker.ready_after(started)
         time.sleep(10)
         r[f"{kind}_rss_mb"] = worker.rss_mb()[0]
     r["bulk_recovered"] = bulk_recovered(worker.log)
-    r["health_longest_s"] = dict(probe.longest)
-    r["health_slow"] = sorted(probe.slow, key=lambda s: -s[2])[:8]
     return r
 
 
@@ -353,11 +386,18 @@ def slice_rates(samples: list[tuple[float, int]], total: int) -> list[float]:
     return rates
 
 
-def table(r: dict[str, object], args: argparse.Namespace, total: int) -> str:
+def slowest(probe: Probe) -> str:
+    if probe.error:
+        return "not measured"
+    return "; ".join(f"{took * 1000:.0f} ms ({phase}, {at:.0f} s)"
+                     for phase, at, took in sorted(probe.slow, key=lambda s: -s[2])[:8]) or "none over 100 ms"
+
+
+def table(r: dict[str, object], probes: list[Probe], args: argparse.Namespace, total: int) -> str:
     slices = r["slices"]
     assert isinstance(slices, list)
-    health = r["health_longest_s"]
-    assert isinstance(health, dict)
+    same, raised = probes
+    phases = ("processing", "warm", "cold")
     page = r["page_ms"]
     assert isinstance(page, tuple)
     rows = [
@@ -368,8 +408,10 @@ def table(r: dict[str, object], args: argparse.Namespace, total: int) -> str:
                                                  f"(last/first {slices[-1] / slices[0]:.2f})"),
         ("events/s per tenth", " ".join(f"{s:,.0f}" for s in slices)),
         ("processing, seconds", f"{r['processing_s']:.0f}"),
-        ("longest /health answer: processing / warm / cold", " / ".join(
-            f"{health.get(k, float('nan')) * 1000:.0f} ms" for k in ("processing", "warm", "cold"))),
+        ("longest /health answer: processing / warm / cold", same.summary(phases)),
+        (f"the same, probe at raised priority (nice {RAISED_NICE})", raised.summary(phases)),
+        ("/health while processing, probe at the benchmark's / raised priority",
+         f"{same.spread('processing')} / {raised.spread('processing')}"),
         ("event-loop beats late, while processing", str(r["loop_lag"])),
         ("RSS after processing (peak)", f"{r['rss_mb']:.0f} MB ({r['peak_rss_mb']:.0f} MB)"),
         ("state dir", f"{r['state_mb']:.0f} MB"),
@@ -377,13 +419,12 @@ def table(r: dict[str, object], args: argparse.Namespace, total: int) -> str:
         ("RSS after warm / cold", f"{r['warm_rss_mb']:.0f} MB / {r['cold_rss_mb']:.0f} MB"),
         ("cold recovery read in bulk", str(r["bulk_recovered"])),
         *([("cold recovery through Faust's per-record path (same data): ready / longest /health",
-            f"{r['cold-faust_ready_s']:.1f} s / {health.get('cold-faust', float('nan')) * 1000:.0f} ms")]
+            f"{r['cold-faust_ready_s']:.1f} s / {same.summary(('cold-faust',))}")]
           if "cold-faust_ready_s" in r else []),
         ("biggest client's page of 50: median / max", f"{page[0]:.0f} ms / {page[1]:.0f} ms"),
         ("walking 2,000 of its orders (pages of 500)", f"{r['walk_2000_ms']:.0f} ms"),
-        ("slowest /health answers (phase, seconds into it)", "; ".join(
-            f"{took * 1000:.0f} ms ({phase}, {at:.0f} s)" for phase, at, took in r["health_slow"])  # type: ignore[attr-defined]
-         or "none over 100 ms"),
+        ("slowest /health answers (phase, seconds into it)", slowest(same)),
+        ("the same, probe at raised priority", slowest(raised)),
     ]
     head = (f"bench/scale.py --orders {args.orders} --clients {args.clients} --duplicates {args.duplicates}; "
             f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

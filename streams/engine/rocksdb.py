@@ -11,6 +11,7 @@ Registered as the `orderflow-rocksdb://` store (streams/app.py); Faust's own sto
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 import rocksdict
@@ -18,6 +19,7 @@ from faust.stores import STORES
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksDBStore
 from faust.types import TP
+from faust.types.tables import CollectionT
 
 SCHEME = "orderflow-rocksdb"
 _MB = 1024 * 1024
@@ -76,6 +78,20 @@ class Store(FaustRocksDBStore):
                "max_write_buffer_number": int(given.get("max_write_buffer_number", 2)),
                "block_cache_size": 0},
             use_rocksdict=True)
+
+    def revoke_partitions(self, table: CollectionT, tps: Set[TP]) -> None:
+        """Faust's, without its `gc.collect()`: a full collection walks the whole heap (a quarter of
+        a second at 200,000 orders, per table, at every rebalance) while the event loop waits. A
+        database dropped here closes, and releases its lock, when its last reference goes; one
+        still held for a moment (a view's read) is retried by Faust's reopen, once a second."""
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics and self._dbs.pop(tp.partition, None) is not None:
+                self.logger.info("closing db %s partition %s", tp.topic, tp.partition)
+
+    async def stop(self) -> None:
+        """Faust's, without its `gc.collect()` (see `revoke_partitions`)."""
+        self.logger.info("Closing rocksdb on stop")
+        self._dbs.clear()
 
     def put_local(self, partition: int, key: bytes, value: bytes | None) -> None:
         """The store half of Faust's `table[key] = value` (the changelog record is the caller's)."""

@@ -20,6 +20,7 @@ def test_the_scale_benchmark_runs_at_a_small_size_and_reports_every_measure() ->
     assert rows["orders held at the end (/stats)"] == "2,000"
     assert rows["events/s, first tenth -> last tenth"]  # too few events to slice them well
     for measure in ("longest /health answer: processing / warm / cold",
+                    "the same, probe at raised priority (nice -10)",
                     "RSS after processing (peak)", "state dir", "ready: warm restart / cold recovery",
                     "biggest client's page of 50: median / max"):
         assert rows[measure] and "nan" not in rows[measure], (measure, rows[measure])
