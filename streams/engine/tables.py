@@ -28,7 +28,7 @@ from streams.engine.context import delete_in_context, detached, write_in_context
 log = logging.getLogger(__name__)
 
 Deleted = None  # an unwritten change that removes the key (a changelog tombstone)
-SLICE = 200  # records written between two turns of the event loop
+SLICE = 50  # records written between two turns of the event loop (bench/RESULTS.md, 2026-12-01 23:44)
 WriteSteps = Generator[None, None, bool]  # yields between slices; returns whether all were written
 
 
