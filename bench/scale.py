@@ -117,10 +117,11 @@ class Probe:
     url: str
     nice: int = 0
     phases: list[tuple[float, str]] = field(default_factory=lambda: [(0.0, "start")])
-    answers: dict[str, list[float]] = field(default_factory=dict)  # phase -> seconds of each answer
-    slow: list[tuple[str, float, float]] = field(default_factory=list)  # (phase, at, seconds) > 100 ms
+    # phase -> (seconds into the phase, seconds the answer took) of each answer
+    answers: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     error: str = ""  # why it could not run (a raised priority needs root)
     _proc: subprocess.Popen[str] | None = None
+    _reader: threading.Thread | None = None
 
     def enter(self, phase: str) -> None:
         self.phases.append((time.monotonic(), phase))
@@ -128,9 +129,7 @@ class Probe:
     def _record(self, started: float, took: float) -> None:
         """An answer, counted in the phase it was asked in."""
         phase_started, phase = next((p for p in reversed(self.phases) if p[0] <= started), self.phases[0])
-        self.answers.setdefault(phase, []).append(took)
-        if took > 0.1:
-            self.slow.append((phase, started - phase_started, took))
+        self.answers.setdefault(phase, []).append((started - phase_started, took))
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -142,28 +141,34 @@ class Probe:
         self._proc = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "health_probe.py"), self.url, "--nice", str(self.nice)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         return self
 
     def stop(self) -> None:
-        if self._proc is None:
+        """Stop the probe process and take its last answers (once; later calls do nothing)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-        self._proc.wait(10)
-        if self._proc.returncode == 2 and self._proc.stderr is not None:
-            self.error = self._proc.stderr.read().strip()
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(10)
+        if proc.returncode == 2 and proc.stderr is not None:
+            self.error = proc.stderr.read().strip()
 
     def summary(self, phases: tuple[str, ...]) -> str:
         if self.error:
             return f"not measured ({self.error})"
-        return " / ".join(f"{max(self.answers.get(k, [float('nan')])) * 1000:.0f} ms" for k in phases)
+        longest = (max((t for _, t in self.answers.get(k, [])), default=float("nan")) for k in phases)
+        return " / ".join(f"{t * 1000:.0f} ms" for t in longest)
 
     def spread(self, phase: str) -> str:
         """p50, p99 and the share over 100 ms of the phase's answers."""
         if self.error or not self.answers.get(phase):
             return "not measured"
-        took = sorted(self.answers[phase])
+        took = sorted(t for _, t in self.answers[phase])
         over = sum(1 for t in took if t > 0.1)
         return (f"p50 {took[len(took) // 2] * 1000:.0f} ms, p99 {took[int(len(took) * 0.99)] * 1000:.0f} ms, "
                 f"{over:,} of {len(took):,} over 100 ms")
@@ -389,8 +394,10 @@ def slice_rates(samples: list[tuple[float, int]], total: int) -> list[float]:
 def slowest(probe: Probe) -> str:
     if probe.error:
         return "not measured"
-    return "; ".join(f"{took * 1000:.0f} ms ({phase}, {at:.0f} s)"
-                     for phase, at, took in sorted(probe.slow, key=lambda s: -s[2])[:8]) or "none over 100 ms"
+    slow = sorted(((took, phase, at) for phase, answers in probe.answers.items() for at, took in answers
+                   if took > 0.1), reverse=True)[:8]
+    return ("; ".join(f"{took * 1000:.0f} ms ({phase}, {at:.0f} s)" for took, phase, at in slow)
+            or "none over 100 ms")
 
 
 def table(r: dict[str, object], probes: list[Probe], args: argparse.Namespace, total: int) -> str:
