@@ -16,7 +16,7 @@ from streams.engine.rocksdb import Store, register
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, faust.App]]:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     collections: list[int] = []
     monkeypatch.setattr(gc, "collect", lambda generation=2: collections.append(generation) or 0)
     register(16)
@@ -25,14 +25,14 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Sto
     s = Store("orderflow-rocksdb://", app, table)
     gc.disable()  # a reference cycle would keep a database (and its lock) open: prove there is none
     try:
-        yield s, app
+        yield s
     finally:
         gc.enable()
     assert collections == [], "the store ran a full garbage collection"
 
 
-def test_a_revoked_partition_is_closed_and_reopens_with_its_data(store: tuple[Store, faust.App]) -> None:
-    s, _app = store
+def test_a_revoked_partition_is_closed_and_reopens_with_its_data(store: Store) -> None:
+    s = store
     s._db_for_partition(0).put(b"order-1", b"paid")
     s._db_for_partition(1).put(b"order-2", b"new")
     s.revoke_partitions(s.table, {TP(s.table.changelog_topic.get_topic_name(), 0)})
@@ -41,8 +41,8 @@ def test_a_revoked_partition_is_closed_and_reopens_with_its_data(store: tuple[St
     assert s._db_for_partition(0).get(b"order-1") == b"paid"
 
 
-async def test_a_stop_closes_every_partition(store: tuple[Store, faust.App]) -> None:
-    s, _app = store
+async def test_a_stop_closes_every_partition(store: Store) -> None:
+    s = store
     s._db_for_partition(0).put(b"order-1", b"paid")
     await s.stop()
     assert s._dbs == {}
