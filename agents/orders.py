@@ -37,6 +37,7 @@ from streams.app import (
     stats_table,
 )
 from streams.closed import ClosedOrders
+from streams.collector import PacedCollector
 from streams.deadletters import Source, dead_letter, encode, key_of
 from streams.effects import Effects
 from streams.engine.changelog import ChangelogWriter
@@ -157,6 +158,7 @@ def _overdue() -> int:
 
 metrics = Metrics(stats, lanes.depth, lag, ready=lambda: is_ready(app), overdue=_overdue)
 effects = Effects(settings.effects_url, settings.effect_timeout_s)
+collector = PacedCollector(settings.gc_pace_ms / 1000, ready=lambda: is_ready(app))
 processor = Processor(
     store=store, lifecycle=lifecycle,
     policy=Policy(
@@ -360,6 +362,7 @@ def _watch_for_stuck(app: faust.App, **_: Any) -> None:
         RuntimeError(f"in a rebalance or recovery for over {settings.stuck_after_s:g}s"),
         hard_exit_after_s=HARD_EXIT_GRACE_S))
     watch_stalls(app.loop, settings.stall_report_ms / 1000, observe_lag=metrics.observe_loop_lag)
+    collector.start(app.loop)
 
 
 @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -88,7 +88,8 @@ class Settings:
     retry_max_attempts: int = 8
     #: ORDERFLOW_LANES: concurrent per-order lanes per worker (1 = strictly sequential).
     lanes: int = 64
-    #: ORDERFLOW_ORDER_CACHE: orders kept decoded in memory per worker (changed ones until written).
+    #: ORDERFLOW_ORDER_CACHE: orders kept in memory per worker as their JSON bytes (changed ones
+    #: are kept besides, until written).
     order_cache: int = 20_000
     rocksdb_memory_mb: int = 256  # one block cache + write buffers shared by every table and partition
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
@@ -102,6 +103,9 @@ class Settings:
     #: with Python's thresholds, full collections took 20-30% of its time (see README, Benchmarks).
     #: "python" keeps Python's.
     gc_threshold: tuple[int, int, int] | None = (50_000, 20, 100)
+    #: ORDERFLOW_GC_PACE_MS: collect the young generation this often, by the clock (0: only by
+    #: the thresholds above); see streams/collector.py.
+    gc_pace_ms: int = 100
     #: ORDERFLOW_HISTORY_LIMIT: newest history entries kept on an order.
     history_limit: int = 50
     #: ORDERFLOW_PARK_LIMIT: parked events kept per order before the next one is dead-lettered.
@@ -159,6 +163,7 @@ class Settings:
             max_poll_records=_number(e, "ORDERFLOW_MAX_POLL_RECORDS", cls.max_poll_records, 1),
             bulk_recovery=_flag(e, "ORDERFLOW_BULK_RECOVERY", cls.bulk_recovery),
             gc_threshold=_gc_threshold(e, cls.gc_threshold),
+            gc_pace_ms=_number(e, "ORDERFLOW_GC_PACE_MS", cls.gc_pace_ms, 0),
             history_limit=_number(e, "ORDERFLOW_HISTORY_LIMIT", cls.history_limit, 1),
             park_limit=_number(e, "ORDERFLOW_PARK_LIMIT", cls.park_limit, 0),
             park_timeout_s=_number(e, "ORDERFLOW_PARK_TIMEOUT_S", cls.park_timeout_s, 0.0),

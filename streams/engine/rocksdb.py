@@ -11,6 +11,7 @@ Registered as the `orderflow-rocksdb://` store (streams/app.py); Faust's own sto
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Set
 from typing import Any
 
@@ -87,6 +88,21 @@ class Store(FaustRocksDBStore):
         for tp in tps:
             if tp.topic in table.changelog_topic.topics and self._dbs.pop(tp.partition, None) is not None:
                 self.logger.info("closing db %s partition %s", tp.topic, tp.partition)
+
+    async def _try_open_db_for_partition(self, partition: int, max_retries: int = 30,
+                                         retry_delay: float = 1.0, generation_id: int = 0) -> Any:
+        """Faust's, with the database opened in a thread first: Faust opens it on the event loop,
+        and a new partition's database took up to 210 ms to create (a worker's first start at a
+        million orders), no `/health` answered meanwhile. A database locked still (a revoked copy
+        not closed yet) is left to Faust's own retries."""
+        if partition not in self._dbs:
+            try:
+                db = await asyncio.to_thread(self._open_for_partition, partition)
+            except Exception:  # any error: Faust tries again below, and raises what it cannot retry
+                db = None
+            if db is not None:
+                self._dbs.setdefault(partition, db)
+        return await super()._try_open_db_for_partition(partition, max_retries, retry_delay, generation_id)
 
     async def stop(self) -> None:
         """Faust's, without its `gc.collect()` (see `revoke_partitions`)."""

@@ -99,3 +99,25 @@ def test_orders_being_written_a_slice_at_a_time_stay_readable_and_changes_meanwh
         assert store.write_dirty() and orders["o0"]["version"] == 2
     finally:
         _current_event.reset(token)
+
+
+def test_a_cached_order_reads_back_as_written_and_a_readers_change_stays_its_own() -> None:
+    orders = Table()
+    store = OrderStore(orders, "events")
+    event = KafkaEvent()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        created = make_event("o1", "created")
+        order = {**new_order(created, 1.0), "status": "created", "version": 1,
+                 "history": [{"event_id": created["event_id"], "to": "created"}],
+                 "seen": {created["event_id"]: 1.0}}
+        store.put(order)
+        assert store.write_dirty()
+        read = store.get("o1")  # from the cache (kept encoded once written)
+        assert read == orders["o1"] == order
+        read["history"].append({"event_id": "x", "to": "paid"})  # a careless reader
+        read["status"] = "paid"
+        again = store.get("o1")
+        assert again == order and again["status"] == "created" and len(again["history"]) == 1
+    finally:
+        _current_event.reset(token)
