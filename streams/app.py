@@ -65,6 +65,10 @@ class App(EngineApp):
 
 app = App(
     settings.app_id,
+    # The agent and the views register themselves when imported; Faust imports them when a worker
+    # starts (before its `on_worker_init`), so this module imports neither: no import circle.
+    origin="streams.app",
+    autodiscover=["agents.orders", "streams.views"],
     broker=",".join(f"kafka://{b}" for b in settings.bootstrap.split(",")),
     broker_credentials=_credentials(settings),
     store=register_rocksdb(settings.rocksdb_memory_mb),
@@ -141,7 +145,3 @@ stats_table = app.Table(
     partitions=settings.partitions,
     **CHANGELOG,
 )
-
-# The agents, timers and views register themselves on `app` when imported.
-import agents.orders  # noqa: E402, F401
-import streams.views  # noqa: E402, F401
