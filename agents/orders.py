@@ -60,7 +60,7 @@ from streams.index import Due, OrderIndex
 from streams.kafka_clients import client_config
 from streams.lanes import Lanes
 from streams.machine import Limits
-from streams.metrics import OVERDUE_S, Metrics
+from streams.metrics import OVERDUE_S, Metrics, partition_lag
 from streams.outbox import Outbox
 from streams.processor import Policy, Processor
 from streams.retry import Backoff
@@ -134,12 +134,9 @@ def _current(event: Any) -> bool:
 def lag() -> dict[tuple[str, int], int]:
     """Per owned input partition: the high watermark minus the committed offset."""
     consumer = app.consumer
-    lag = {}
-    for tp in app.assignor.assigned_actives():
-        if tp.topic in (settings.events_topic, settings.retry_topic):
-            committed = committed_offset(consumer, tp)
-            lag[(tp.topic, tp.partition)] = max(0, consumer.highwater(tp) - committed)
-    return lag
+    inputs = [tp for tp in app.assignor.assigned_actives()
+              if tp.topic in (settings.events_topic, settings.retry_topic)]
+    return partition_lag(inputs, consumer.highwater, lambda tp: committed_offset(consumer, tp))
 
 
 store = OrderStore(orders_table, settings.events_topic, settings.order_cache, _current)

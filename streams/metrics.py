@@ -10,13 +10,27 @@ workers for the cluster (ops/grafana and ops/prometheus do).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from streams.stats import PartitionStats
+
+
+def partition_lag(partitions: Iterable[Any], highwater: Callable[[Any], int | None],
+                  committed: Callable[[Any], int]) -> dict[tuple[str, int], int]:
+    """Per partition (topic, number): its high watermark minus its committed offset. A partition
+    whose high watermark the consumer has not fetched yet (right after an assignment) is left out:
+    `/stats` and `/metrics` answered 500 there, in every rebalance under load."""
+    lag = {}
+    for tp in partitions:
+        high = highwater(tp)
+        if high is not None:
+            lag[(tp.topic, tp.partition)] = max(0, high - committed(tp))
+    return lag
 
 OVERDUE_S = 60.0  # timed work this late counts as overdue (a tick runs every second)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

@@ -21,7 +21,7 @@ assignment and recovery are unchanged; it reads `inbox.batches()` instead of its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 #: messages handed over in one list at most (a fetch is bounded by ORDERFLOW_MAX_POLL_RECORDS)
@@ -56,10 +56,12 @@ class Delivered:
 class Inbox:
     """The fetched messages of `topics`, a list per fetch, in each partition's order."""
 
-    def __init__(self, topics: Collection[str], max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, topics: Collection[str], max_waiting: int = MAX_WAITING,
+                 on_taken: Callable[[list[Delivered]], None] | None = None) -> None:
         self.topics = frozenset(topics)
         self._queue: asyncio.Queue[list[Delivered]] = asyncio.Queue(maxsize=max_waiting)
         self._waiting_messages = 0
+        self._on_taken = on_taken  # told of each list as the agent takes it
 
     async def put(self, batch: list[Delivered]) -> None:
         """Hand a list over; waits while `max_waiting` lists wait already."""
@@ -71,6 +73,8 @@ class Inbox:
         while True:
             batch = await self._queue.get()
             self._waiting_messages -= len(batch)
+            if self._on_taken is not None:
+                self._on_taken(batch)
             yield batch
 
     def depth(self) -> int:

@@ -242,3 +242,27 @@ async def test_in_a_rebalance_the_fetch_does_not_wait_for_acks(monkeypatch: Any)
     consumer.suspend_flow.set()  # a rebalance began
     await asyncio.wait_for(draining, 1)
     assert inbox.depth() == 1  # handed over; the agent drops it as stale by its generation
+
+
+def test_faust_s_monitor_sees_the_agent_take_each_partition_s_events() -> None:
+    """Faust's consumer logs "Stream has not started processing" for a partition with a backlog
+    whose stream it never saw take an event; the agent takes them from the inbox instead."""
+    from faust.types import TP
+
+    from streams.engine.delivery import Delivered
+    from streams.engine.transport import EngineApp
+
+    app = EngineApp("inbox-monitor-test", store="memory://")
+    inbox = app.deliver_in_batches({"events"})
+    tps = [TP("events", 0), TP("events", 3)]
+    batch = [Delivered(SimpleNamespace(tp=tps[n % 2], offset=n), None) for n in range(4)]
+
+    async def take_one() -> list[Any]:
+        await inbox.put(batch)
+        async for taken in inbox.batches():
+            return taken
+        return []
+
+    assert app.monitor.stream_inbound_time == {}
+    assert asyncio.run(take_one()) == batch
+    assert set(app.monitor.stream_inbound_time) == set(tps)
