@@ -59,7 +59,7 @@ from streams.feed import ChangeFeed
 from streams.index import Due, OrderIndex
 from streams.kafka_clients import client_config
 from streams.lanes import Lanes
-from streams.machine import Limits
+from streams.machine import Limits, Retry
 from streams.metrics import OVERDUE_S, Metrics, partition_lag
 from streams.outbox import Outbox
 from streams.processor import Policy, Processor
@@ -108,7 +108,7 @@ async def _flush_all() -> None:
     await asyncio.gather(changelog.flush(), *([feed.flush()] if feed is not None else []))
 
 
-async def _send_retry_notice(retry: dict[str, Any], partition: int) -> None:
+async def _send_retry_notice(retry: Retry, partition: int) -> None:
     notice = {"kind": "retry", **retry}
     await retry_topic.send(key=retry["event"]["client_id"].encode(),
                            value=json.dumps(notice).encode(), partition=partition)

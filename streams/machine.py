@@ -24,12 +24,69 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from streams.lifecycle import Lifecycle, StatusTimeout, Transition
 
-Order = dict[str, Any]
-Event = dict[str, Any]
+Event = dict[str, Any]  # an envelope (schemas/envelope.py): its fields, and any extra ones kept
+
+#: One line of an order's history ("from" is a keyword, hence this form).
+HistoryEntry = TypedDict("HistoryEntry", {
+    "event_id": str, "type": str, "from": str | None, "to": str | None, "at": str, "outcome": str,
+    "reason": NotRequired[str],
+})
+
+
+class Parked(TypedDict):
+    """An early event waiting on its order, with where it came in ([topic, partition, offset])."""
+
+    event: Event
+    parked_at: float
+    source: list[Any] | None
+
+
+class Retry(TypedDict):
+    """The event waiting for a retry of its effect (later events park behind it)."""
+
+    event: Event
+    attempts: int
+    due_at: float
+    due: str
+    reason: str
+    source: list[Any] | None
+
+
+class Failure(TypedDict):
+    event_id: str
+    reason: str
+    at: str
+
+
+class Stuck(TypedDict):
+    status: str | None
+    since: str
+
+
+class Order(TypedDict):
+    """One order's record (the module docstring); the timed fields only once they apply."""
+
+    order_id: str
+    client_id: str
+    status: str | None
+    version: int
+    history: list[HistoryEntry]
+    parked: list[Parked]
+    retry: Retry | None
+    seen: dict[str, float]
+    failure: Failure | None
+    letters: dict[str, float]
+    created_at: str
+    updated_at: str
+    status_since: NotRequired[float]
+    timed_out: NotRequired[str]
+    stuck: NotRequired[Stuck]
+    due_at: NotRequired[float | None]
+    finished_at: NotRequired[float]
 
 
 class Verdict(enum.Enum):
@@ -87,9 +144,11 @@ def classify(
 
 
 def _record(order: Order, event: Event, to: str | None, outcome: str, now: float,
-            limits: Limits, **extra: Any) -> None:
-    entry = {"event_id": event["event_id"], "type": event["type"], "from": order["status"],
-             "to": to, "at": rfc3339(now), "outcome": outcome, **extra}
+            limits: Limits, reason: str | None = None) -> None:
+    entry: HistoryEntry = {"event_id": event["event_id"], "type": event["type"],
+                           "from": order["status"], "to": to, "at": rfc3339(now), "outcome": outcome}
+    if reason is not None:
+        entry["reason"] = reason
     order["history"] = [*order["history"], entry][-limits.history:]
     order["updated_at"] = entry["at"]
 
@@ -162,7 +221,7 @@ def schedule_retry(order: Order, event: Event, attempts: int, due_at: float, rea
     return result
 
 
-def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, dict[str, Any], Verdict] | None:
+def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, Parked, Verdict] | None:
     """The first parked entry (arrival order: {"event", "parked_at", "source"}) whose event the
     order can now take or can never take, removed from the park; None when every parked event must
     go on waiting (or a retry is pending)."""
@@ -182,10 +241,10 @@ def take_parked(order: Order, lifecycle: Lifecycle) -> tuple[Order, dict[str, An
 
 
 def expire_parked(order: Order, now: float,
-                  timeout_s: float) -> tuple[Order, list[dict[str, Any]]]:
+                  timeout_s: float) -> tuple[Order, list[Parked]]:
     """Remove parked entries older than the timeout; return them for the dead letters."""
-    keep: list[dict[str, Any]] = []
-    expired: list[dict[str, Any]] = []
+    keep: list[Parked] = []
+    expired: list[Parked] = []
     for entry in order["parked"]:
         (expired if now - entry["parked_at"] >= timeout_s else keep).append(entry)
     if not expired:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from streams.stats import PartitionStats
 log = logging.getLogger(__name__)
 
 SendDeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
-SendRetryNotice = Callable[[dict[str, Any], int], Awaitable[None]]
+SendRetryNotice = Callable[[m.Retry, int], Awaitable[None]]
 SendChange = Callable[[dict[str, Any]], None]
 
 
@@ -233,7 +233,9 @@ class Processor:
                     self.stats.count(source.partition, "retries.scheduled")
                     order = m.schedule_retry(order, event, attempts, now + delay, result.message, now,
                                              source.as_list())
-                    await self.send_retry_notice(order["retry"], source.partition)
+                    retry = order["retry"]
+                    assert retry is not None  # just scheduled
+                    await self.send_retry_notice(retry, source.partition)
                     return order
                 kind = "effect_failed" if result.outcome is Outcome.TERMINAL else "retries_exhausted"
                 message = (result.message if kind == "effect_failed"
@@ -285,14 +287,20 @@ class Processor:
                            attempts: int, source: Source) -> m.Order:
         """Send the failure's letter unless the order already sent it (a redo after a crash); the
         order comes back with the letter's id recorded, to be saved with the failure."""
+        sent = await self._send_letter(order.get("letters", {}), event, kind, message, attempts, source)
+        return order if sent is None else m.record_letter(order, sent, self.clock())
+
+    async def _send_letter(self, sent_before: Mapping[str, float], event: Any, kind: str,
+                           message: str, attempts: int, source: Source) -> str | None:
+        """Send the letter and count it, unless its id is among those sent before; its id if sent."""
         letter = dead_letter(event, kind, message, attempts, source, self.clock())
-        if m.letter_sent(order, letter["id"]):
-            return order
+        if letter["id"] in sent_before:
+            return None
         self.stats.count(source.partition, "dead_letters")
         self.stats.count(source.partition, f"dead_letters.{kind}")
         self.stats.dead_letter(letter)
         await self.send_dead_letter(letter)
-        return m.record_letter(order, letter["id"], self.clock())
+        return str(letter["id"])
 
     async def _on_timed_error(self, due: Due, source: Source, error: BaseException) -> None:
         """Timed work failed: the event it was for (the pending retry, else the oldest parked
@@ -307,8 +315,8 @@ class Processor:
         if not isinstance(order, dict) or not (order.get("retry") or order.get("parked")):
             self.index.drop_due(due)
             return
-        retry = order.get("retry")
-        entry = retry if isinstance(retry, dict) else (order.get("parked") or [None])[0]
+        retry, parked = order.get("retry"), order.get("parked") or []
+        entry = retry if isinstance(retry, dict) else (parked[0] if parked else None)
         if isinstance(entry, dict) and isinstance(entry.get("event"), dict):
             await self.on_processing_error(entry["event"], Source.from_list(entry.get("source"), source),
                                            error)
@@ -387,9 +395,10 @@ class Processor:
         self.stats.count(source.partition, f"events.{event['type']}.closed")
         message = (f"order {event['order_id']} finished ({marker.get('status')}) and was removed "
                    f"at {m.rfc3339(float(marker.get('closed_at', 0)))}; its events are not taken")
-        after = await self._dead_letter(marker, event, "order_closed", message, 1, source)
-        if after is not marker:
-            self.closed.put(after)  # remembers the letter's id: a redo sends none
+        letters = marker.get("letters", {})
+        sent = await self._send_letter(letters, event, "order_closed", message, 1, source)
+        if sent is not None:  # the marker remembers the letter's id: a redo sends none
+            self.closed.put({**marker, "letters": {**letters, sent: self.clock()}})
 
     def _save(self, order: m.Order, partition: int, before: m.Order | None,
               not_before: float | None = None) -> None:

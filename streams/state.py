@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -60,7 +60,7 @@ class OrderStore:
                  else self.table.get(order_id))
         if value is None:
             return None
-        order = dict(value)
+        order = cast(Order, dict(value))  # a record the store decoded from its JSON
         if event is not None and self._is_current(event):
             self._remember(order_id, event.message.partition, order)
         return order
@@ -155,7 +155,7 @@ class OrderStore:
         if cached is not None and cached[0] in partitions:
             return cached[1]
         value = active_value(self.table, order_id, partitions)
-        return None if value is None else dict(value)
+        return None if value is None else cast(Order, dict(value))
 
     def _cached(self, order_id: str) -> tuple[int, Order | None] | None:
         """(partition, order) when the order is cached or changed; the order None when removed."""
