@@ -16,8 +16,8 @@ loses only changes whose events are redone.
 The cache keeps each order as its JSON bytes, not as the decoded dict: a decoded order is a dict and
 two lists the garbage collector tracks, and a young collection walks every one cached since the
 last, 80,000 objects and 30-130 ms for 20,000 orders, while `/health` waits (bench/RESULTS.md,
-2026-12-02). Bytes are not tracked; decoding one costs a few microseconds at a hit, and every `get`
-hands out a fresh dict, so no caller can change a cached order by mistake.
+2026-12-02). Bytes are not tracked; decoding one costs a few microseconds at a hit, and a `get` of a
+cached order hands out a fresh dict, so no reader can change it by mistake.
 """
 
 from __future__ import annotations
