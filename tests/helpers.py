@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +103,14 @@ def tell(request: pytest.FixtureRequest, text: str) -> None:
         return
     with capture.global_and_fixture_disabled():
         reporter.write_line(text)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter with the project on its path and no broker to reach: what a
+    module does at import and at a worker's start, without the test process's own imports."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP": "127.0.0.1:1"})

@@ -4,14 +4,12 @@ another faust-streaming version than the engine follows refuses to start, with o
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from streams.engine import FAUST_VERSION, require_faust_version
+from tests.helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "streams" / "engine"
@@ -82,17 +80,13 @@ def test_another_version_is_refused_with_one_line() -> None:
 
 
 def test_a_worker_on_another_version_stops_before_starting() -> None:
-    run = subprocess.run(
-        [sys.executable, "-c",
-         "import importlib.metadata as md, sys\n"
-         "real = md.version\n"
-         "md.version = lambda name: '0.14.9' if name == 'faust-streaming' else real(name)\n"
-         "from faust.cli.faust import cli\n"
-         "sys.argv = ['faust', '-A', 'streams.app', 'worker', '--web-port', '6999']\n"
-         "cli()\n"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP": "127.0.0.1:1"},
-    )
+    run = run_python(
+        "import importlib.metadata as md, sys\n"
+        "real = md.version\n"
+        "md.version = lambda name: '0.14.9' if name == 'faust-streaming' else real(name)\n"
+        "from faust.cli.faust import cli\n"
+        "sys.argv = ['faust', '-A', 'streams.app', 'worker', '--web-port', '6999']\n"
+        "cli()\n")
     assert run.returncode != 0
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr

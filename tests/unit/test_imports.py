@@ -4,12 +4,10 @@ Faust's worker imports the agent and the views (`autodiscover`) when it starts."
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, run_python
+
 PACKAGES = ("streams", "agents", "schemas")
 
 
@@ -72,15 +70,11 @@ def test_no_module_of_the_project_imports_itself_through_others() -> None:
 
 
 def test_importing_the_app_builds_no_agent_and_the_worker_finds_it() -> None:
-    run = subprocess.run(
-        [sys.executable, "-c",
-         "import sys\n"
-         "from streams.app import app\n"
-         "print(sorted(app.agents), 'agents.orders' in sys.modules, 'streams.views' in sys.modules)\n"
-         "app.discover()  # what `faust -A streams.app worker` does before its on_worker_init\n"
-         "print(sorted(app.agents))\n"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP": "127.0.0.1:1"},
-    )
+    run = run_python(
+        "import sys\n"
+        "from streams.app import app\n"
+        "print(sorted(app.agents), 'agents.orders' in sys.modules, 'streams.views' in sys.modules)\n"
+        "app.discover()  # what `faust -A streams.app worker` does before its on_worker_init\n"
+        "print(sorted(app.agents))\n")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["[] False False", "['process-orders']"]
