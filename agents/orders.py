@@ -144,7 +144,8 @@ index_entries = BufferedTable(index_table, _current)
 index = OrderIndex(index_entries, known_size=settings.order_cache)
 stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
 closed = ClosedOrders(closed_table, _current)
-lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current)
+lanes = Lanes(settings.lanes, on_error=_crash, is_current=_current,
+              turn_budget_s=settings.lane_turn_ms / 1000)
 
 
 def _overdue() -> int:

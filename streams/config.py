@@ -88,6 +88,9 @@ class Settings:
     retry_max_attempts: int = 8
     #: ORDERFLOW_LANES: concurrent per-order lanes per worker (1 = strictly sequential).
     lanes: int = 64
+    #: ORDERFLOW_LANE_TURN_MS: how long a turn of the event loop may have run before a lane starts
+    #: a job in it, the rest waiting for the next turn (0: no limit); see streams/lanes.py.
+    lane_turn_ms: float = 5.0
     #: ORDERFLOW_ORDER_CACHE: orders kept in memory per worker as their JSON bytes (changed ones
     #: are kept besides, until written).
     order_cache: int = 20_000
@@ -157,6 +160,7 @@ class Settings:
             retry_cap_s=_number(e, "ORDERFLOW_RETRY_CAP_S", cls.retry_cap_s, 0.0),
             retry_max_attempts=_number(e, "ORDERFLOW_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts, 1),
             lanes=_number(e, "ORDERFLOW_LANES", cls.lanes, 1),
+            lane_turn_ms=_number(e, "ORDERFLOW_LANE_TURN_MS", cls.lane_turn_ms, 0.0),
             order_cache=_number(e, "ORDERFLOW_ORDER_CACHE", cls.order_cache, 0),
             rocksdb_memory_mb=_number(e, "ORDERFLOW_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb, 16),
             stall_report_ms=_number(e, "ORDERFLOW_STALL_REPORT_MS", cls.stall_report_ms, 0),

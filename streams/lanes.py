@@ -10,12 +10,19 @@ A lane runs one job per turn of the event loop. A job that awaits nothing (no ef
 finishes without yielding, and a lane with a backlog would otherwise run its whole queue in one
 step: the 64 lanes then held each turn for a whole batch of events (about 100 ms), and an HTTP
 request, which needs a few turns, waited for several of them (`/health` took 300 ms).
+
+The lanes also share each turn (`TurnShare`, ORDERFLOW_LANE_TURN_MS): once a turn has run that
+long, the lanes that have not run in it yet wait for the next one, so a backlog of costly jobs
+(at a million orders their reads miss the caches) cannot make the turns long. A lane's queue is
+short: every event queued is an event in flight, which each garbage collection walks
+(bench/RESULTS.md, 2026-12-02 05:55).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,13 +39,46 @@ def lane_of(order_id: str, lanes: int) -> int:
     return zlib.crc32(order_id.encode()) % lanes
 
 
-class Lanes:
-    """`submit(order_id, event, job, done)` runs `job` in the order's lane, then calls `done`."""
+class TurnShare:
+    """How long a turn of the event loop may have run before a lane starts a job in it (0: no
+    limit).
 
-    def __init__(self, lanes: int, depth: int = 256,
+    A turn's start is marked by a callback that the first lane to look schedules: it runs at the
+    head of the next turn, before the lanes that turn resumes. A lane that finds the turn already
+    long waits for the next one (`asyncio.sleep(0)`), where it is among the first to run. The
+    limit is on the turn's time, not on the jobs' own: a job waiting for an effect takes no turn's
+    time while it waits."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self._started = 0.0
+        self._renewal_due = False
+
+    def spent(self) -> bool:
+        if self.budget_s <= 0:
+            return False
+        if not self._renewal_due:
+            self._renewal_due = True
+            asyncio.get_running_loop().call_soon(self._renew)
+        return time.perf_counter() - self._started >= self.budget_s
+
+    def _renew(self) -> None:
+        self._started = time.perf_counter()
+        self._renewal_due = False
+
+
+class Lanes:
+    """`submit(order_id, event, job, done)` runs `job` in the order's lane, then calls `done`.
+
+    `depth` bounds each lane's queue: a full lane makes `submit` wait. Events queued are events in
+    flight, walked by every garbage collection; a few per lane keep each lane busy."""
+
+    def __init__(self, lanes: int, depth: int = 32,
                  on_error: Callable[[BaseException], None] | None = None,
-                 is_current: Callable[[Any], bool] = lambda _event: True) -> None:
+                 is_current: Callable[[Any], bool] = lambda _event: True,
+                 turn_budget_s: float = 0.0) -> None:
         self.size = lanes
+        self.share = TurnShare(turn_budget_s)
         self._queues: list[asyncio.Queue[tuple[Any, Job, Callable[[], None]]]] = [
             asyncio.Queue(maxsize=depth) for _ in range(lanes)
         ]
@@ -67,11 +107,14 @@ class Lanes:
         self._tasks = []
 
     async def _run(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]]) -> None:
+        share = self.share
         while True:
             event, job, done = await queue.get()
             if event is not None and not self._is_current(event):
                 queue.task_done()  # fetched before a rebalance: Faust redelivers it, never ack it
                 continue
+            while share.spent():
+                await asyncio.sleep(0)  # this turn's budget is taken: the next turn
             try:
                 set_current(event)
                 await job()

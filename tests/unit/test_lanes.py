@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 from streams.engine.stalls import LoopTurn
 from streams.lanes import Lanes, lane_of
@@ -116,3 +117,77 @@ def test_loop_turn_yields_only_once_its_budget_is_spent() -> None:
     without_yield, with_yield = asyncio.run(main())
     assert without_yield == 0
     assert with_yield == 10
+
+
+def _busy(seconds: float) -> None:
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+def test_lanes_with_backlogs_stop_starting_jobs_once_the_turn_has_run_its_budget() -> None:
+    """Eight busy lanes, jobs of 1 ms, a turn's budget of 3 ms: a turn starts at most four jobs
+    (without the budget, one per lane: eight), and every job still runs, each order's in order."""
+    ran: dict[str, list[int]] = {}
+    per_turn: dict[int, int] = {}
+
+    async def main(budget_s: float) -> None:
+        lanes = Lanes(8, turn_budget_s=budget_s)
+        counter = TurnCounter()
+        orders = [next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 8) == lane)
+                  for lane in range(8)]
+        finished = asyncio.Event()
+        for step in range(5):
+            for order in orders:
+                async def job(order: str = order, step: int = step) -> None:
+                    per_turn[counter.turns] = per_turn.get(counter.turns, 0) + 1
+                    _busy(0.001)
+                    ran.setdefault(order, []).append(step)
+                last = step == 4 and order == orders[-1]
+                await lanes.submit(order, None, job, finished.set if last else lambda: None)
+        await finished.wait()
+        counter.stop()
+        await lanes.stop()
+
+    asyncio.run(main(0.0))
+    assert max(per_turn.values()) == 8  # the measure sees a turn's jobs
+    ran.clear()
+    per_turn.clear()
+    asyncio.run(main(0.003))
+    assert max(per_turn.values()) <= 4
+    assert len(ran) == 8 and all(steps == [0, 1, 2, 3, 4] for steps in ran.values())
+
+
+def test_jobs_waiting_for_effects_overlap_under_a_turn_budget() -> None:
+    """The budget is on a turn's time: jobs that wait (an effect call) do not spend it, so all
+    lanes wait at once."""
+    waiting = 0
+    most_waiting = 0
+
+    async def main() -> None:
+        nonlocal waiting, most_waiting
+        lanes = Lanes(16, turn_budget_s=0.001)
+        finished = asyncio.Event()
+        count = 0
+
+        def one_done() -> None:
+            nonlocal count
+            count += 1
+            if count == 16:
+                finished.set()
+
+        for lane in range(16):
+            order = next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 16) == lane)
+
+            async def job() -> None:
+                nonlocal waiting, most_waiting
+                waiting += 1
+                most_waiting = max(most_waiting, waiting)
+                await asyncio.sleep(0.05)
+                waiting -= 1
+            await lanes.submit(order, None, job, one_done)
+        await finished.wait()
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert most_waiting == 16
