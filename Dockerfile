@@ -8,7 +8,8 @@ WORKDIR /app
 # Dependencies first (a layer that survives code changes), then the code.
 # constraints.txt pins every dependency at the version tested (tools/lock-deps writes it).
 COPY pyproject.toml README.md constraints.txt ./
-RUN mkdir -p schemas streams agents && touch schemas/__init__.py streams/__init__.py agents/__init__.py \
+RUN mkdir -p schemas streams/web streams/tools agents \
+    && touch schemas/__init__.py streams/__init__.py streams/web/__init__.py streams/tools/__init__.py agents/__init__.py \
     && pip install -c constraints.txt . && pip uninstall -y orderflow
 COPY schemas schemas
 COPY streams streams

@@ -49,12 +49,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streams.config import Settings  # noqa: E402
+from streams.core.lifecycle import DEFAULT  # noqa: E402
 from streams.kafka_clients import client_config  # noqa: E402
-from streams.lifecycle import DEFAULT  # noqa: E402
-from streams.localkafka import LocalKafka  # noqa: E402
-from streams.publisher import Publisher  # noqa: E402
-from streams.simulate import traffic  # noqa: E402
-from streams.topics import create_topics  # noqa: E402
+from streams.tools.localkafka import LocalKafka  # noqa: E402
+from streams.tools.publisher import Publisher  # noqa: E402
+from streams.tools.simulate import traffic  # noqa: E402
+from streams.tools.topics import create_topics  # noqa: E402
 from tests.conftest import free_port_pair  # noqa: E402
 from tests.gateway import GatewayProcess  # noqa: E402
 from tests.helpers import consume_all, values  # noqa: E402
@@ -415,7 +415,7 @@ def write_results(options: Options, report: Report, seconds: float) -> None:
     """Append the table, with the machine and the versions, to bench/RESULTS.md."""
     from importlib.metadata import version
 
-    from streams.localkafka import KAFKA_VERSION
+    from streams.tools.localkafka import KAFKA_VERSION
 
     with (ROOT / "bench" / "RESULTS.md").open("a") as out:
         out.write(

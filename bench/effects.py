@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import fresh_topics, run_variant  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
-from streams.publisher import Publisher  # noqa: E402
+from streams.tools.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.tools.publisher import Publisher  # noqa: E402
 from tests.conftest import free_port, free_port_pair  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
 
 
 def start_gateway(port: int, latency_ms: float, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "gateway", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "streams.tools.cli", "gateway", "--port", str(port),
                              "--latency-ms", str(latency_ms)], cwd=ROOT,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     for _ in range(100):

@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import fresh_topics  # noqa: E402
 from bench.scale import keep_or_remove, loop_lag  # noqa: E402
-from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
-from streams.machine import parse_time, rfc3339  # noqa: E402
+from streams.core.machine import parse_time, rfc3339  # noqa: E402
+from streams.tools.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from tests.conftest import free_port_pair  # noqa: E402
 from tests.workers import Worker  # noqa: E402
 

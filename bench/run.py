@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streams.config import Settings  # noqa: E402
-from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
-from streams.publisher import Publisher  # noqa: E402
-from streams.topics import create_topics  # noqa: E402
+from streams.tools.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.tools.publisher import Publisher  # noqa: E402
+from streams.tools.topics import create_topics  # noqa: E402
 from tests.conftest import free_port, free_port_pair  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
 

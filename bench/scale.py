@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import committed, fresh_topics  # noqa: E402
-from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.tools.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from tests.conftest import free_port, free_port_pair  # noqa: E402
 
 FULL = ["created", "paid", "shipped", "delivered"]

@@ -14,13 +14,13 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.core.lifecycle import load
 from streams.engine import require_faust_version
 from streams.engine.recovery import table_manager
 from streams.engine.rocksdb import register as register_rocksdb
 from streams.engine.supervision import AgentState
 from streams.engine.transport import EngineApp, RawBytes
 from streams.kafka_clients import client_config
-from streams.lifecycle import load
 
 require_faust_version()  # before anything of Faust's is built: the engine follows one version
 settings = Settings.from_env()
@@ -68,7 +68,7 @@ app = App(
     # The agent and the views register themselves when imported; Faust imports them when a worker
     # starts (before its `on_worker_init`), so this module imports neither: no import circle.
     origin="streams.app",
-    autodiscover=["agents.orders", "streams.views"],
+    autodiscover=["agents.orders", "streams.web.views"],
     broker=",".join(f"kafka://{b}" for b in settings.bootstrap.split(",")),
     broker_credentials=_credentials(settings),
     store=register_rocksdb(settings.rocksdb_memory_mb),
@@ -138,7 +138,7 @@ closed_table = app.Table(
     **CHANGELOG,
 )
 
-# Per-partition counters behind /stats, written by each partition's tick (see streams/stats.py).
+# Per-partition counters behind /stats, written by each partition's tick (see streams/core/stats.py).
 stats_table = app.Table(
     "partition-stats",
     key_type=str,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streams import machine as m
+from streams.core import machine as m
 from streams.engine.tables import json_order
 
 MAX_MS = 10**13 - 1  # 13 digits of milliseconds: until the year 2286

@@ -13,7 +13,7 @@ remembers it (that record is written at the next flush), and the events are comm
   partition is decoded in offset order).
 
 What remains is one flush: a letter delivered and the record not, when a worker dies within it.
-Such a second copy has the same `id` (`streams.deadletters`), and every reader counts by id.
+Such a second copy has the same `id` (`streams.core.deadletters`), and every reader counts by id.
 """
 
 from __future__ import annotations

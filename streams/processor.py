@@ -2,7 +2,7 @@
 
 Runs inside the order's lane (so one order's events never interleave) and inside the Kafka event's
 context (so every table write lands in that event's changelog partition). The decisions themselves
-are the pure functions of `streams.machine`.
+are the pure functions of `streams.core.machine`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams import machine as m
-from streams.deadletters import Source, dead_letter
+from streams.core import machine as m
+from streams.core.deadletters import Source, dead_letter
+from streams.core.lifecycle import Lifecycle, Transition
+from streams.core.retry import Backoff
+from streams.core.stats import PartitionStats
 from streams.effects import Effects, Outcome
 from streams.index import Due, due_ms
-from streams.lifecycle import Lifecycle, Transition
-from streams.retry import Backoff
-from streams.stats import PartitionStats
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any, cast
 
 import orjson
 
+from streams.core.machine import Order
 from streams.engine.context import current_event, delete_in_context, detached, write_in_context
 from streams.engine.tables import SLICE, WriteSteps, active_value, drive, value_in_partition
-from streams.machine import Order
 
 
 class OrderStore:

@@ -1,6 +1,6 @@
 """Shared fixtures: one real Kafka broker per test session, unique names per test.
 
-The broker is started through `streams.localkafka` (the code behind `orderflow kafka start`).
+The broker is started through `streams.tools.localkafka` (the code behind `orderflow kafka start`).
 If it cannot start, every Kafka test FAILS with the reason; nothing is skipped.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
-from streams.localkafka import LocalKafka
+from streams.tools.localkafka import LocalKafka
 from tests.helpers import apt_install, tell
 
 

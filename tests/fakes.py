@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.core.machine import Order
 from streams.effects import EffectResult, Outcome
-from streams.machine import Order
 
 
 class MemoryStore:

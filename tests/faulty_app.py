@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import agents.orders
-from streams import machine
 from streams.app import app
+from streams.core import machine
+from streams.worker import OrderWorker
 
 __all__ = ["app"]
 
 _apply = machine.apply
-_send = agents.orders.processor.send_dead_letter
+_send = OrderWorker.send_dead_letter
 
 
 def _plant(event: Any) -> Any:
@@ -31,11 +31,11 @@ def _buggy_apply(order: Any, event: Any, *args: Any) -> Any:
     return _apply(order, event, *args)
 
 
-async def _failing_send(letter: dict[str, Any]) -> None:
+async def _failing_send(self: OrderWorker, letter: dict[str, Any]) -> None:
     if _plant(letter["event"]) == "fatal":
         raise ConnectionError("the dead-letter topic refused the letter (planted)")
-    await _send(letter)
+    await _send(self, letter)
 
 
 machine.apply = _buggy_apply
-agents.orders.processor.send_dead_letter = _failing_send
+OrderWorker.send_dead_letter = _failing_send  # type: ignore[method-assign]  # before a worker builds it

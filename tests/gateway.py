@@ -30,7 +30,7 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "gateway", "--port", str(self.port), *self.flags],
+            [sys.executable, "-m", "streams.tools.cli", "gateway", "--port", str(self.port), *self.flags],
             cwd=ROOT, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.lifecycle import Lifecycle
+from streams.core.lifecycle import Lifecycle
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.simulate import Traffic, traffic
+from streams.tools.simulate import Traffic, traffic
 
 
 def scenario(orders: int, clients: int, seed: int, prefix: str = "o") -> Traffic:

@@ -2,7 +2,7 @@
 
 Runs in the peers virtualenv (Quix Streams pins its own confluent-kafka), with orderflow's pure
 core on the path: the same `decode` (schemas/envelope.py) and the same state machine
-(streams/machine.py, streams/lifecycle.py) as the worker. Per event: decode and validate, load the
+(streams/core/machine.py, streams/core/lifecycle.py) as the worker. Per event: decode and validate, load the
 order from Quix's RocksDB state (scoped by the message key, the client id, so an order lives in its
 client's partition as in orderflow), drop a duplicate by event id, apply, park or reject it,
 release parked events the order can now take, keep its history, and write the order back (Quix
@@ -30,9 +30,9 @@ import requests  # noqa: E402
 from quixstreams import Application, State  # noqa: E402
 
 from schemas.envelope import decode  # noqa: E402
+from streams.core.lifecycle import DEFAULT as LIFECYCLE  # noqa: E402
+from streams.core.machine import Limits, Verdict, apply, classify, new_order, park, reject, take_parked  # noqa: E402
 from streams.errors import InvalidEvent  # noqa: E402
-from streams.lifecycle import DEFAULT as LIFECYCLE  # noqa: E402
-from streams.machine import Limits, Verdict, apply, classify, new_order, park, reject, take_parked  # noqa: E402
 
 LIMITS = Limits()
 EFFECTS_URL = os.environ.get("PEERS_EFFECTS_URL", "").rstrip("/")

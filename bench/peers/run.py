@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 from bench.effects import start_gateway  # noqa: E402
 from bench.run import KINDS, fresh_topics, run_variant, time_by_commits  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
-from streams.publisher import Publisher  # noqa: E402
+from streams.tools.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.tools.publisher import Publisher  # noqa: E402
 from tests.conftest import free_port, free_port_pair  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
 

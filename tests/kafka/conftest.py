@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
-from streams.topics import create_topics
+from streams.tools.topics import create_topics
 from tests.gateway import GatewayProcess
 from tests.workers import Worker
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from streams.changes import read_changes
-from streams.cli import main
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.cli import main
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory, settings_env
 from tests.scenario import scenario
 from tests.workers import Worker, wait_for

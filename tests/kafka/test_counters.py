@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 from tests.scenario import scenario
 from tests.workers import Worker, wait_for

@@ -27,7 +27,7 @@ def test_demo_small_run_is_all_right_and_ctrl_c_stops_everything(
     settings = settings_factory(ORDERFLOW_PARTITIONS="4")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--orders", "60", "--clients", "6", "--rate", "0",
+        [sys.executable, "-m", "streams.tools.cli", "demo", "--orders", "60", "--clients", "6", "--rate", "0",
          "--workdir", str(tmp_path / "demo"), "--web-port", str(port), "--stay"],
         cwd=ROOT, env={**os.environ, **settings_env(settings)}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
@@ -67,15 +67,15 @@ def test_demo_small_run_is_all_right_and_ctrl_c_stops_everything(
 def test_simulate_publishes_the_traffic_and_writes_the_expected_outcomes(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
-    from streams.simulate import read_expected
-    from streams.topics import create_topics
+    from streams.tools.simulate import read_expected
+    from streams.tools.topics import create_topics
     from tests.helpers import consume_all
 
     settings = settings_factory()
     create_topics(settings)
     expected = tmp_path / "expected.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "simulate", "--orders", "30", "--clients", "4",
+        [sys.executable, "-m", "streams.tools.cli", "simulate", "--orders", "30", "--clients", "4",
          "--rate", "0", "--prefix", "sim-", "--expected", str(expected)],
         cwd=ROOT, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=60,
     )

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from streams.config import Settings
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 from tests.conftest import SettingsFactory, settings_env
 from tests.gateway import GatewayProcess
 from tests.helpers import consume_all, make_event, uncommitted, values
@@ -35,7 +35,7 @@ def reaches(worker: Worker, order_id: str, status: str, timeout: float = 60) -> 
 
 
 def orderflow(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, text=True,
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *args], cwd=ROOT, text=True,
                           capture_output=True, env={**os.environ, **settings_env(settings)}, timeout=60)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 from tests.helpers import consume_all, make_event, uncommitted, values
 from tests.scenario import scenario

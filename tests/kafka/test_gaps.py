@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from streams.engine.gaps import GapGuard
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 
 

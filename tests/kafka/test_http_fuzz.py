@@ -13,7 +13,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 from tests.conftest import SettingsFactory
 from tests.helpers import make_event
 from tests.workers import Worker, wait_for

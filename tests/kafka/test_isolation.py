@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 from tests.conftest import SettingsFactory
 from tests.helpers import committed_and_end, consume_all, make_event, values
 from tests.workers import Worker, wait_for
@@ -90,7 +90,7 @@ def test_a_worker_in_one_rebalance_past_the_stuck_limit_stops_non_zero(
     # A worker SIGKILLed stays in its group until its session times out (30 s here), so the next
     # worker's first rebalance waits that long: with a limit of 3 s it counts as stuck, which also
     # proves the watch runs from the worker's start (Faust's own timers start only after it).
-    from streams.topics import create_topics
+    from streams.tools.topics import create_topics
 
     settings = settings_factory(ORDERFLOW_PARTITIONS="2")
     create_topics(settings)

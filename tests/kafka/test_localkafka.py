@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 from streams.config import Settings
-from streams.localkafka import LocalKafka
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.localkafka import LocalKafka
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import free_port_pair
 from tests.helpers import consume_all, make_event
 
 
 def orderflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *args], capture_output=True,
                           text=True, timeout=180, env=os.environ.copy())
 
 
@@ -51,7 +51,7 @@ def test_stop_then_start_keeps_a_topic_and_its_messages(tmp_path: Path) -> None:
 def test_missing_java_is_a_one_line_error(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path), "ORDERFLOW_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "kafka", "start", "--port", str(free_port_pair()),
+        [sys.executable, "-m", "streams.tools.cli", "kafka", "start", "--port", str(free_port_pair()),
          "--data-dir", str(tmp_path / "d")],
         capture_output=True, text=True, env=env, timeout=60,
     )

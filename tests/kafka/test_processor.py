@@ -6,7 +6,7 @@ import json
 import time
 
 from streams.lanes import lane_of
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 from tests.conftest import SettingsFactory
 from tests.effects_server import effects_server
 from tests.helpers import consume_all, make_event, values

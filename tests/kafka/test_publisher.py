@@ -10,8 +10,8 @@ from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory, settings_env
 from tests.helpers import consume_all, make_event, values
 
@@ -61,7 +61,7 @@ def test_publish_command_sends_good_lines_and_reports_bad_ones(
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(lines) + "\n")
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "publish", str(source)],
+        [sys.executable, "-m", "streams.tools.cli", "publish", str(source)],
         capture_output=True, text=True, env={**os.environ, **settings_env(settings)}, timeout=60,
     )
     assert result.returncode == 1
@@ -74,7 +74,7 @@ def test_publish_command_sends_good_lines_and_reports_bad_ones(
 
 def test_publish_of_a_missing_file_is_one_line(settings_factory: SettingsFactory) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "publish", "/nonexistent.jsonl"],
+        [sys.executable, "-m", "streams.tools.cli", "publish", "/nonexistent.jsonl"],
         capture_output=True, text=True, env={**os.environ, **settings_env(settings_factory())},
     )
     assert result.returncode == 1

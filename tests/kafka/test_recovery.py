@@ -11,8 +11,8 @@ from confluent_kafka import Consumer, TopicPartition
 from faust.stores.rocksdb import Store
 from rocksdict import AccessType, Rdict
 
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 from tests.helpers import uncommitted
 from tests.scenario import scenario

@@ -4,7 +4,7 @@ retention with a tombstone on its changelog topic; a late event of it is dead-le
 
 from __future__ import annotations
 
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 from tests.conftest import SettingsFactory
 from tests.helpers import consume_all, make_event, values
 from tests.workers import Worker, wait_for

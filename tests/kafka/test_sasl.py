@@ -42,7 +42,7 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 
 def orderflow(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *args], capture_output=True, text=True,
                           timeout=120, input=stdin, env={**os.environ, **env}, cwd=ROOT)
 
 

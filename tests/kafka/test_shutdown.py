@@ -6,8 +6,8 @@ from __future__ import annotations
 import signal
 import time
 
-from streams.publisher import Publisher
-from streams.simulate import traffic
+from streams.tools.publisher import Publisher
+from streams.tools.simulate import traffic
 from tests.conftest import SettingsFactory
 from tests.effects_server import effects_server
 from tests.helpers import uncommitted

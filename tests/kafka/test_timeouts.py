@@ -8,9 +8,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from streams.lifecycle import DEFAULT
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.core.lifecycle import DEFAULT
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 from tests.helpers import make_event
 from tests.kafka.conftest import StartGateway

@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import TopicMismatch
-from streams.topics import create_topics
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streams.publisher import Publisher
-from streams.topics import create_topics
+from streams.tools.publisher import Publisher
+from streams.tools.topics import create_topics
 from tests.conftest import SettingsFactory
 from tests.helpers import make_event
 from tests.scenario import scenario
@@ -256,7 +256,7 @@ def test_a_cursor_walks_every_order_of_a_client_once_newest_first_from_either_wo
 
 def _cli(argv: list[str]) -> list[str]:
     """Run `orderflow ARGV` as a user would; its output lines (fails with its one-line error)."""
-    run = subprocess.run([sys.executable, "-m", "streams.cli", *argv], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "streams.tools.cli", *argv], capture_output=True, text=True,
                          timeout=60, cwd=Path(__file__).resolve().parents[2])
     if run.returncode != 0:
         raise AssertionError(run.stderr.strip())

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from streams.deadletters import MAX_RAW_BYTES, Source, dead_letter, encode, letter_id
-from streams.dlq import Letter, unique
+from streams.core.deadletters import MAX_RAW_BYTES, Source, dead_letter, encode, letter_id
 from streams.effects import EffectResult, Outcome
+from streams.tools.dlq import Letter, unique
 from tests.fakes import ScriptedEffects
 from tests.helpers import make_event
 from tests.unit.test_processor import SOURCE, feed, make_processor, run_due

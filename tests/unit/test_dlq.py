@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.dlq import Letter, choose, table
 from streams.errors import OrderflowError
+from streams.tools.dlq import Letter, choose, table
 from tests.helpers import make_event
 
 

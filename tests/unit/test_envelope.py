@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from schemas.envelope import REQUIRED, OrderEvent, decode, id_problem, validate
+from streams.core.lifecycle import DEFAULT
 from streams.errors import InvalidEvent
-from streams.lifecycle import DEFAULT
 from tests.helpers import make_event
 
 

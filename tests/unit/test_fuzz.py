@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.envelope import decode
-from streams.deadletters import Source, dead_letter, encode
+from streams.core.deadletters import Source, dead_letter, encode
+from streams.core.lifecycle import DEFAULT
 from streams.errors import InvalidEvent
-from streams.lifecycle import DEFAULT
 from tests.helpers import make_event
 from tests.unit.test_processor import make_processor
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.gateway import Faults, Gateway
+from streams.tools.gateway import Faults, Gateway
 
 
 @pytest.fixture

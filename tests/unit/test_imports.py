@@ -73,8 +73,37 @@ def test_importing_the_app_builds_no_agent_and_the_worker_finds_it() -> None:
     run = run_python(
         "import sys\n"
         "from streams.app import app\n"
-        "print(sorted(app.agents), 'agents.orders' in sys.modules, 'streams.views' in sys.modules)\n"
+        "print(sorted(app.agents), 'agents.orders' in sys.modules, 'streams.web.views' in sys.modules)\n"
         "app.discover()  # what `faust -A streams.app worker` does before its on_worker_init\n"
         "print(sorted(app.agents))\n")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["[] False False", "['process-orders']"]
+
+
+def test_importing_the_agent_and_the_views_builds_none_of_the_workers_objects() -> None:
+    """No producer, lane or store comes to be at import: a worker builds them when it starts."""
+    run = run_python(
+        "import agents.orders, streams.web.views, streams.worker\n"
+        "print(streams.worker.built())\n"
+        "try:\n"
+        "    streams.worker.worker()\n"
+        "except RuntimeError as exc:\n"
+        "    print(exc)\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "None", "the worker's objects are built when a worker starts (streams.worker.build)"]
+
+
+def test_the_core_imports_nothing_of_the_engine_the_web_or_kafka() -> None:
+    """The pure core (streams/core/) loads without Faust, aiokafka, mode, aiohttp or a Kafka client."""
+    core = sorted(name for name in project_modules() if name.startswith("streams.core."))
+    assert "streams.core.machine" in core and "streams.core.lifecycle" in core
+    run = run_python(
+        "import importlib, sys\n"
+        f"for name in {core!r}:\n"
+        "    importlib.import_module(name)\n"
+        "outside = ('faust', 'aiokafka', 'mode', 'aiohttp', 'confluent_kafka', 'rocksdict',\n"
+        "           'prometheus_client', 'streams.engine', 'streams.app')\n"
+        "print(sorted(name for name in outside if name in sys.modules))\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.core.machine import new_order, rfc3339
 from streams.engine.tables import BufferedTable
 from streams.index import BadCursor, OrderIndex, decode_cursor, merge_pages
-from streams.machine import new_order, rfc3339
 
 
 class CountingTable(dict):  # type: ignore[type-arg]

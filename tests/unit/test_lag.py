@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from streams.metrics import partition_lag
+from streams.web.metrics import partition_lag
 
 
 def test_lag_is_the_high_watermark_minus_the_committed_offset_and_an_unknown_one_is_left_out() -> None:

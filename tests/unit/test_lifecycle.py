@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.core.lifecycle import DEFAULT, Lifecycle, Transition
 from streams.errors import LifecycleError
-from streams.lifecycle import DEFAULT, Lifecycle, Transition
 
 
 @pytest.mark.parametrize(

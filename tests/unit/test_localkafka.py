@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from streams import localkafka
+from streams.tools import localkafka
 
 
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from streams.metrics import Metrics
-from streams.stats import PartitionStats
+from streams.core.stats import PartitionStats
+from streams.web.metrics import Metrics
 from tests.helpers import apt_install, tell
 from tests.workers import ROOT
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from faust.streams import _current_event
 
+from streams.core.machine import new_order
 from streams.engine.tables import BufferedTable
 from streams.index import OrderIndex
-from streams.machine import new_order
 from streams.state import OrderStore
 from tests.helpers import make_event
 from tests.unit.test_processor import SOURCE, make_processor

@@ -9,14 +9,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.deadletters import Source
+from streams.core.deadletters import Source
+from streams.core.lifecycle import DEFAULT
+from streams.core.machine import Limits
+from streams.core.retry import Backoff
 from streams.effects import EffectResult, Outcome
 from streams.engine.tables import BufferedTable
 from streams.index import OrderIndex
-from streams.lifecycle import DEFAULT
-from streams.machine import Limits
 from streams.processor import Policy, Processor
-from streams.retry import Backoff
 from tests.fakes import MemoryStore, Recorder, ScriptedEffects
 from tests.helpers import make_event
 from tests.reference import run_model

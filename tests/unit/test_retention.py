@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streams.deadletters import Source
+from streams.core.deadletters import Source
 from tests.fakes import MemoryClosed
 from tests.helpers import make_event
 from tests.unit.test_processor import SOURCE, due_ids, feed, make_processor, run_due

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.retry import Backoff
+from streams.core.retry import Backoff
 
 
 def test_backoff_doubles_within_jitter_and_stops_at_the_cap() -> None:

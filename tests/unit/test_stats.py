@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.stats import PartitionStats, merge
+from streams.core.stats import PartitionStats, merge
 
 
 def test_counters_are_restored_before_counting_and_reported_once_durable() -> None:

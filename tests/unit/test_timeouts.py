@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from streams.core.lifecycle import DEFAULT, Lifecycle, StatusTimeout
 from streams.effects import EffectResult, Outcome
 from streams.errors import LifecycleError
-from streams.lifecycle import DEFAULT, Lifecycle, StatusTimeout
 from tests.fakes import ScriptedEffects
 from tests.helpers import make_event
 from tests.unit.test_processor import due_ids, feed, make_processor, run_due

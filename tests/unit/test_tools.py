@@ -9,9 +9,9 @@ import sys
 import time
 from collections import defaultdict
 
-from streams.drawing import dot, mermaid, svg
-from streams.lifecycle import DEFAULT, Lifecycle, StatusTimeout
-from streams.simulate import read_expected, traffic, write_expected
+from streams.core.lifecycle import DEFAULT, Lifecycle, StatusTimeout
+from streams.tools.simulate import read_expected, traffic, write_expected
+from streams.web.drawing import dot, mermaid, svg
 from tests.reference import run_model
 from tests.workers import ROOT
 
@@ -62,7 +62,7 @@ def test_drawings_show_status_timeouts() -> None:
 
 
 def orderflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=30)
 
 
@@ -112,7 +112,7 @@ def test_publish_to_an_unreachable_broker_is_one_line_and_a_non_zero_exit_within
     events.write_text('{"event_id": "e1", "order_id": "o1", "client_id": "c1", "type": "created", '
                       '"occurred_at": "2026-11-23T10:00:00Z", "schema_version": 1}\n')
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "streams.cli", "publish", str(events)],
+    result = subprocess.run([sys.executable, "-m", "streams.tools.cli", "publish", str(events)],
                             capture_output=True, text=True, timeout=60, cwd=ROOT,
                             env={**os.environ, "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"})
     took = time.monotonic() - started
@@ -123,7 +123,7 @@ def test_publish_to_an_unreachable_broker_is_one_line_and_a_non_zero_exit_within
 
 
 def test_the_lifecycle_drawing_has_no_edge_through_a_box_and_no_boxes_on_each_other() -> None:
-    from streams.drawing import START, _layout
+    from streams.web.drawing import START, _layout
 
     box_w, box_h = 110, 30
     centres, paths = _layout(DEFAULT, box_w, box_h, 80, 40)

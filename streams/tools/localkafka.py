@@ -24,7 +24,7 @@ from streams.errors import BrokerError
 KAFKA_VERSION = "4.1.1"
 SCRAM = "SCRAM-SHA-512"
 NO_JAVA = "Java 17+ is needed to run Kafka: install it (apt-get install openjdk-17-jre)"
-POM = resources.files("streams") / "kafka" / "pom.xml"
+POM = resources.files("streams.tools") / "kafka" / "pom.xml"
 
 LOG4J2 = """\
 Configuration:

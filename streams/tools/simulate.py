@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streams.config import Settings
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 
 CHAINS = [
     ["created", "accepted", "paid", "shipped", "delivered"],

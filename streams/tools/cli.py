@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.localkafka import SCRAM, LocalKafka
+    from streams.tools.localkafka import SCRAM, LocalKafka
 
     sasl = args.sasl or settings.security_protocol.startswith("SASL")
     if sasl and not (settings.sasl_username and settings.sasl_password):
@@ -57,7 +57,7 @@ def _kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.topics import create_topics
+    from streams.tools.topics import create_topics
 
     for name, outcome in create_topics(settings).items():
         print(f"{name}: {outcome} ({settings.partitions} partitions)")
@@ -65,7 +65,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.publisher import print_progress, publish_lines
+    from streams.tools.publisher import print_progress, publish_lines
 
     if args.file == "-":
         report = publish_lines(settings, sys.stdin, print_progress)
@@ -82,7 +82,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _gateway(args: argparse.Namespace, _settings: Settings) -> int:
-    from streams.gateway import Faults, serve
+    from streams.tools.gateway import Faults, serve
 
     try:
         faults = Faults(latency_s=args.latency_ms / 1000, error_rate=args.error_rate,
@@ -95,7 +95,7 @@ def _gateway(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from streams import dlq
+    from streams.tools import dlq
 
     read = dlq.read_letters(settings, lambda n: print(f"  … {n} dead letters read", file=sys.stderr))
     letters = dlq.unique(read)
@@ -139,7 +139,7 @@ def _changes(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _orders(args: argparse.Namespace, settings: Settings) -> int:
-    from streams import terminal
+    from streams.tools import terminal
 
     if args.action == "get":
         if not args.order_id or args.client:
@@ -160,8 +160,8 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _lifecycle(args: argparse.Namespace, settings: Settings) -> int:
-    from streams import drawing
-    from streams.lifecycle import load
+    from streams.core.lifecycle import load
+    from streams.web import drawing
 
     if args.action == "check":
         if not args.path:
@@ -180,7 +180,7 @@ def _lifecycle(args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     import uuid
 
-    from streams.simulate import publish, traffic, write_expected
+    from streams.tools.simulate import publish, traffic, write_expected
 
     prefix = args.prefix or f"sim{uuid.uuid4().hex[:6]}-"
     made = traffic(args.orders, args.clients, args.seed, prefix, duplicate_share=args.duplicates,
@@ -195,7 +195,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo import Options, run
+    from streams.tools.demo import Options, run
 
     return run(settings, Options(orders=args.orders, clients=args.clients, rate=args.rate,
                                  error_rate=args.error_rate, web_port=args.web_port,

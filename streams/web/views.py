@@ -23,12 +23,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from yarl import URL
 
 from schemas.envelope import ID_RULE, id_problem
-from streams import drawing
 from streams.app import app, lifecycle, settings
+from streams.core.machine import view
+from streams.core.stats import merge
 from streams.engine.supervision import is_ready
 from streams.index import BadCursor, ClientEntry, decode_cursor, merge_pages
-from streams.machine import view
-from streams.stats import merge
+from streams.web import drawing
+from streams.worker import worker
 
 LOCAL = "local"
 log = logging.getLogger(__name__)
@@ -72,12 +73,6 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 app.web.web_app.middlewares.append(json_errors)  # type: ignore[attr-defined]  # aiohttp driver
 
 
-def _agent() -> Any:
-    import agents.orders
-
-    return agents.orders
-
-
 def _me() -> str:
     return str(app.conf.canonical_url).rstrip("/")
 
@@ -117,7 +112,7 @@ class OrderView(View):
     async def get(self, request: Request, order_id: str) -> Response:
         if (bad := _bad_id(self, "order id", order_id)) is not None:
             return bad
-        order = _agent().store.get_active(order_id)
+        order = worker().store.get_active(order_id)
         if order is not None and order["status"] is not None:
             return self.json(view(order))
         if request.query.get(LOCAL) is None:
@@ -160,19 +155,19 @@ class ClientOrdersView(View):
         if isinstance(query, str):
             return self.json({"error": query}, status=400)
         limit, status, after = query
-        agent = _agent()
+        w = worker()
 
         def status_of(order_id: str) -> str | None:
-            order = agent.store.get_active(order_id)
+            order = w.store.get_active(order_id)
             return None if order is None else order["status"]
 
-        local = agent.index.client_page(agent.store.active_partitions(), client_id, after, limit,
+        local = w.index.client_page(w.store.active_partitions(), client_id, after, limit,
                                         status, status_of)
         # Every entry read takes its place in the page, shown or not (an order that only has
         # parked events, or one removed a moment ago): `next` must go on from the last one read.
         orders: dict[str, dict[str, Any] | None] = {}
         for entry in local.entries:
-            order = agent.store.get_active(entry.order_id)
+            order = w.store.get_active(entry.order_id)
             orders[entry.cursor] = view(order) if order is not None and order["status"] else None
         pages = [local.entries]
         bounds = [local.bound] if local.bound is not None else []
@@ -189,22 +184,22 @@ class ClientOrdersView(View):
             if body.get("bound") is not None:
                 bounds.append(body["bound"])
         merged = merge_pages(pages, bounds, limit)
-        shown = [order for e in merged.entries if (order := orders[e.cursor]) is not None]
+        shown = [shown_order for e in merged.entries if (shown_order := orders[e.cursor]) is not None]
         return self.json({"client_id": client_id, "orders": shown, "next": merged.next})
 
 
 def _local_share() -> dict[str, Any]:
     """This worker's partitions, once its tables are recovered (counters are restored from one of
     them; before that the partitions are not reported, and /stats says it is not complete)."""
-    agent = _agent()
+    w = worker()
     recovery = getattr(app.tables, "recovery", None)
     recovered = recovery is not None and recovery.completed.is_set() and not app.rebalancing
-    active = agent.store.active_partitions() if recovered else []
-    partitions = agent.stats.local(active)
-    stuck = [order_id for p in active for order_id, _ in agent.index.stuck(p, 20)]
-    lag = {f"{topic}:{partition}": n for (topic, partition), n in agent.lag().items()}
+    active = w.store.active_partitions() if recovered else []
+    partitions = w.stats.local(active)
+    stuck = [order_id for p in active for order_id, _ in w.index.stuck(p, 20)]
+    lag = {f"{topic}:{partition}": n for (topic, partition), n in w.lag().items()}
     return {"worker": _me(), "partitions": partitions, "stuck_orders": stuck[:20],
-            "recent_dead_letters": list(agent.stats.recent_dead_letters), "lag": lag}
+            "recent_dead_letters": list(w.stats.recent_dead_letters), "lag": lag}
 
 
 @page("/stats")
@@ -222,7 +217,7 @@ class StatsView(View):
 @page("/metrics")
 class MetricsView(View):
     async def get(self, request: Request) -> Response:
-        answer = web.Response(body=_agent().metrics.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        answer = web.Response(body=worker().metrics.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
         return cast(Response, answer)  # Faust's aiohttp driver serves aiohttp responses as they are
 
 
@@ -231,7 +226,7 @@ class HealthView(View):
     """200 while the worker runs; 503 once its order agent has died (the worker is stopping)."""
 
     async def get(self, request: Request) -> Response:
-        failure = _agent().agent_state.failure
+        failure = app.agent_state.failure
         if failure is not None:
             return self.json({"status": "failed", "error": f"{type(failure).__name__}: {failure}"},
                              status=503)

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 from streams.config import Settings
 from streams.errors import OrderflowError
-from streams.localkafka import LocalKafka
-from streams.simulate import publish, traffic, write_expected
-from streams.topics import create_topics
+from streams.tools.localkafka import LocalKafka
+from streams.tools.simulate import publish, traffic, write_expected
+from streams.tools.topics import create_topics
 
 
 @dataclass
@@ -187,9 +187,9 @@ def run(settings: Settings, options: Options) -> int:
         for name, outcome in create_topics(settings).items():
             say(f"topic {name}: {outcome}")
         gateway_port = _free_port()
-        cluster.spawn("gateway", [sys.executable, "-m", "streams.cli", "gateway", "--port", str(gateway_port),
-                                  "--error-rate", str(options.error_rate), "--timeout-rate", "0.02",
-                                  "--throttle-rate", "0.02", "--hang-s", "3"],
+        cluster.spawn("gateway", [sys.executable, "-m", "streams.tools.cli", "gateway",
+                                  "--port", str(gateway_port), "--error-rate", str(options.error_rate),
+                                  "--timeout-rate", "0.02", "--throttle-rate", "0.02", "--hang-s", "3"],
                       {}, workdir / "gateway.log")
         ports = [p if _port_free(p) else _free_port() for p in (options.web_port, options.web_port + 1)]
         env = {

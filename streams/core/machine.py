@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
 
-from streams.lifecycle import Lifecycle, StatusTimeout, Transition
+from streams.core.lifecycle import Lifecycle, StatusTimeout, Transition
 
 Event = dict[str, Any]  # an envelope (schemas/envelope.py): its fields, and any extra ones kept
 

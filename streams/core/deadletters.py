@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.envelope import parse_json
+from streams.core.machine import rfc3339
 from streams.errors import InvalidEvent
-from streams.machine import rfc3339
 
 #: A value that is not an event within the limits is kept as text, cut to this many bytes, so the
 #: letter itself always fits in a Kafka message.

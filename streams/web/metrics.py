@@ -1,6 +1,6 @@
 """Prometheus metrics (`GET /metrics`), read from the processor's own counters when scraped.
 
-The processor counts once, in `streams.stats.PartitionStats`; this collector turns those counters
+The processor counts once, in `streams.core.stats.PartitionStats`; this collector turns those counters
 into Prometheus families at scrape time, so there is no second set of counters to keep in step.
 Gauges that only the worker knows (lane queue depth, consumer lag, readiness, overdue timed work)
 come from callables; the census gauges are this worker's share (its partitions): sum them over the
@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.stats import PartitionStats
+from streams.core.stats import PartitionStats
 
 
 def partition_lag(partitions: Iterable[Any], highwater: Callable[[Any], int | None],

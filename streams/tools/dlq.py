@@ -19,7 +19,7 @@ from schemas.envelope import validate
 from streams.config import Settings
 from streams.errors import BrokerError, InvalidEvent, OrderflowError
 from streams.kafka_clients import open_topic
-from streams.publisher import Publisher
+from streams.tools.publisher import Publisher
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from grandalf.graphs import Edge, Graph, Vertex
 from grandalf.layouts import SugiyamaLayout
 from grandalf.routing import route_with_lines
 
-from streams.lifecycle import Lifecycle, StatusTimeout, Transition
+from streams.core.lifecycle import Lifecycle, StatusTimeout, Transition
 
 START = "(new)"
 

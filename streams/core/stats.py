@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from streams.machine import Order
+from streams.core.machine import Order
 
 
 def _census_of(order: Order | None) -> Counter[str]:
