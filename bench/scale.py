@@ -297,10 +297,14 @@ def measure(worker: Worker, probes: list[Probe], bootstrap: str, group: str, top
     samples: list[tuple[float, int]] = []  # (time, events processed as /stats says)
     while True:
         try:
-            done = worker.get("/stats")[1].get("events", {}).get("processed", 0)
+            status, stats = worker.get("/stats")
         except OSError:
+            status, stats = 0, {}
+        if status == 200 and stats.get("complete"):
+            done = stats.get("events", {}).get("processed", 0)
+            samples.append((time.monotonic(), done))
+        else:  # a rebalance: /stats reports only the partitions recovered (complete: false)
             done = samples[-1][1] if samples else 0
-        samples.append((time.monotonic(), done))
         if done >= total and committed(bootstrap, group, topic, partitions) >= total:
             break
         if len(samples) % 20 == 0:

@@ -90,14 +90,14 @@ class Settings:
     lanes: int = 64
     #: ORDERFLOW_LANE_TURN_MS: how long a turn of the event loop may have run before a lane starts
     #: a job in it, the rest waiting for the next turn (0: no limit); see streams/lanes.py.
-    lane_turn_ms: float = 5.0
+    lane_turn_ms: float = 0.0
     #: ORDERFLOW_ORDER_CACHE: orders kept in memory per worker as their JSON bytes (changed ones
     #: are kept besides, until written).
     order_cache: int = 20_000
     rocksdb_memory_mb: int = 256  # one block cache + write buffers shared by every table and partition
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
     #: ORDERFLOW_MAX_POLL_RECORDS: fetched records decoded per step of the consumer.
-    max_poll_records: int = 2000
+    max_poll_records: int = 1000
     #: ORDERFLOW_BULK_RECOVERY: read changelogs in bulk when a table recovers (1) or only through
     #: Faust's per-record recovery (0).
     bulk_recovery: bool = True

@@ -11,11 +11,12 @@ finishes without yielding, and a lane with a backlog would otherwise run its who
 step: the 64 lanes then held each turn for a whole batch of events (about 100 ms), and an HTTP
 request, which needs a few turns, waited for several of them (`/health` took 300 ms).
 
-The lanes also share each turn (`TurnShare`, ORDERFLOW_LANE_TURN_MS): once a turn has run that
-long, the lanes that have not run in it yet wait for the next one, so a backlog of costly jobs
-(at a million orders their reads miss the caches) cannot make the turns long. A lane's queue is
-short: every event queued is an event in flight, which each garbage collection walks
-(bench/RESULTS.md, 2026-12-02 05:55).
+The jobs in flight are bounded over all lanes (2,048): every one is an event each garbage
+collection walks, and with 256 per lane a million orders' backlog made those collections, and so
+some turns, long enough for a `/health` answer (three turns) to take over 100 ms. The lanes can
+also share each turn (`TurnShare`, ORDERFLOW_LANE_TURN_MS, off by default): once a turn has run
+that long, the lanes that have not run in it yet wait for the next one. With effects that cost a
+quarter of the events/s (bench/RESULTS.md, 2026-12-02 05:40 and 06:36).
 """
 
 from __future__ import annotations
@@ -70,18 +71,21 @@ class TurnShare:
 class Lanes:
     """`submit(order_id, event, job, done)` runs `job` in the order's lane, then calls `done`.
 
-    `depth` bounds each lane's queue: a full lane makes `submit` wait. Events queued are events in
-    flight, walked by every garbage collection; a few per lane keep each lane busy."""
+    At most `in_flight` jobs are queued or running over all lanes; `submit` waits for room then.
+    The bound is shared, not per lane: a lane whose order waits for an effect may queue more while
+    the others go on (a bound per lane made the agent wait on that one lane while the others ran
+    dry). Every job in flight is an event the garbage collector walks, so the bound is small."""
 
-    def __init__(self, lanes: int, depth: int = 32,
+    def __init__(self, lanes: int, in_flight: int = 2048,
                  on_error: Callable[[BaseException], None] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
                  turn_budget_s: float = 0.0) -> None:
         self.size = lanes
         self.share = TurnShare(turn_budget_s)
         self._queues: list[asyncio.Queue[tuple[Any, Job, Callable[[], None]]]] = [
-            asyncio.Queue(maxsize=depth) for _ in range(lanes)
+            asyncio.Queue() for _ in range(lanes)
         ]
+        self._room = asyncio.Semaphore(in_flight)
         self._tasks: list[asyncio.Task[None]] = []
         self._on_error = on_error
         self._is_current = is_current  # False for an event fetched before the last rebalance
@@ -92,9 +96,10 @@ class Lanes:
                            for i, q in enumerate(self._queues)]
 
     async def submit(self, order_id: str, event: Any, job: Job, done: Callable[[], None]) -> None:
-        """Queue a job; waits only when that lane is full (backpressure on the partition)."""
+        """Queue a job; waits only while `in_flight` jobs are (backpressure on the partitions)."""
         self.start()
-        await self._queues[lane_of(order_id, self.size)].put((event, job, done))
+        await self._room.acquire()
+        self._queues[lane_of(order_id, self.size)].put_nowait((event, job, done))
 
     def depth(self) -> int:
         """Jobs queued and not yet started, over all lanes."""
@@ -112,6 +117,7 @@ class Lanes:
             event, job, done = await queue.get()
             if event is not None and not self._is_current(event):
                 queue.task_done()  # fetched before a rebalance: Faust redelivers it, never ack it
+                self._room.release()
                 continue
             while share.spent():
                 await asyncio.sleep(0)  # this turn's budget is taken: the next turn
@@ -128,5 +134,6 @@ class Lanes:
                 done()
             finally:
                 queue.task_done()
+                self._room.release()
             if not queue.empty():
                 await asyncio.sleep(0)  # one job per turn (see the module's docstring)

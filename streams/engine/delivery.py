@@ -26,8 +26,9 @@ from typing import Any
 
 #: messages handed over in one list at most (a fetch is bounded by ORDERFLOW_MAX_POLL_RECORDS)
 MAX_BATCH = 1000
-#: lists waiting in the inbox before the drain loop waits (backpressure on fetching)
-MAX_WAITING = 4
+#: lists waiting in the inbox before the drain loop waits (backpressure on fetching); each
+#: message waiting is one in flight, walked by every garbage collection (bench/RESULTS.md, 2026-12-02)
+MAX_WAITING = 2
 
 
 class Delivered:

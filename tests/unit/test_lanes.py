@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
 from streams.engine.stalls import LoopTurn
 from streams.lanes import Lanes, lane_of
@@ -191,3 +192,43 @@ def test_jobs_waiting_for_effects_overlap_under_a_turn_budget() -> None:
 
     asyncio.run(main())
     assert most_waiting == 16
+
+
+def test_the_bound_on_jobs_in_flight_is_shared_by_the_lanes() -> None:
+    """A lane whose order waits (an effect) may queue past any one lane's share while the other
+    lanes go on; once `in_flight` jobs are queued or running, `submit` waits."""
+    finished: list[str] = []
+
+    async def main() -> None:
+        lanes = Lanes(4, in_flight=4)
+        release = asyncio.Event()
+        slow = "slow"
+        fast = next(f"o{n}" for n in range(100) if lane_of(f"o{n}", 4) != lane_of(slow, 4))
+
+        def job(name: str, wait: bool) -> Any:
+            async def run() -> None:
+                if wait:
+                    await release.wait()
+                finished.append(name)
+            return run
+
+        for n in range(3):  # one waiting, two queued behind it in the same lane
+            await lanes.submit(slow, None, job(f"slow{n}", True), lambda: None)
+        await lanes.submit(fast, None, job("fast", False), lambda: None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert finished == ["fast"]  # another lane ran meanwhile, and its job left the bound
+        await lanes.submit(slow, None, job("slow3", True), lambda: None)  # the 4th in flight
+        fifth = asyncio.create_task(lanes.submit(fast, None, job("fast2", False), lambda: None))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not fifth.done()  # the bound is reached: submit waits
+        release.set()
+        await fifth
+        while len(finished) < 6:
+            await asyncio.sleep(0.001)
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert finished[:1] == ["fast"] and sorted(finished[1:]) == ["fast2", "slow0", "slow1", "slow2", "slow3"]
+    assert [name for name in finished if name.startswith("slow")] == ["slow0", "slow1", "slow2", "slow3"]
