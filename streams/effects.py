@@ -6,29 +6,18 @@ Every request carries `Idempotency-Key: <event_id>` so a retried call is applied
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from streams.core.outcomes import EffectResult, Outcome
+
+__all__ = ["EffectResult", "Effects", "Outcome", "classify_status", "parse_retry_after"]
+
 TRANSIENT_STATUSES = frozenset({408, 429})
 MAX_RETRY_AFTER_S = 86_400.0  # a server's Retry-After is trusted up to a day (the backoff cap applies too)
-
-
-class Outcome(enum.Enum):
-    OK = "ok"
-    TRANSIENT = "transient"  # try again later: 5xx, 408, 429, timeout, connection error
-    TERMINAL = "terminal"  # never succeeds as is: other 4xx, bad configuration
-
-
-@dataclass(frozen=True)
-class EffectResult:
-    outcome: Outcome
-    message: str = ""
-    retry_after_s: float | None = None
 
 
 def classify_status(status: int) -> Outcome:

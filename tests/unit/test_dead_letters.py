@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -67,9 +68,9 @@ def test_an_unexpected_error_is_one_processing_error_letter_and_the_order_record
 
     def broken(*_: Any) -> Any:
         raise KeyError("a bug")
-    processor.lifecycle = type("Broken", (), {"step": broken, "can_ever_take": broken,  # type: ignore[assignment]
-                                              "final": processor.lifecycle.final,
-                                              "timeouts": {}})()
+    lifecycle = type("Broken", (), {"step": broken, "can_ever_take": broken,
+                                    "final": processor.lifecycle.final, "timeouts": {}})()
+    processor.decider = replace(processor.decider, lifecycle=lifecycle)
     paid = make_event("o1", "paid")
     asyncio.run(processor.handle_event(paid, Source(SOURCE.topic, 0, 5)))
     asyncio.run(processor.handle_event(paid, Source(SOURCE.topic, 0, 5)))  # redone

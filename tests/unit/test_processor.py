@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core.deadletters import Source
-from streams.core.lifecycle import DEFAULT
+from streams.core.lifecycle import DEFAULT, Lifecycle
 from streams.core.machine import Limits
 from streams.core.retry import Backoff
 from streams.effects import EffectResult, Outcome
@@ -33,13 +33,16 @@ class Clock:
 
 
 def make_processor(effects: Any = None, park_limit: int = 100, release: bool = True,
-                   max_attempts: int = 3) -> tuple[Processor, MemoryStore, Recorder, Clock]:
+                   max_attempts: int = 3, lifecycle: Lifecycle = DEFAULT, closed: Any = None,
+                   finished_retention_s: float = 0.0,
+                   ) -> tuple[Processor, MemoryStore, Recorder, Clock]:
     store, recorder, clock = MemoryStore(), Recorder(), Clock()
     effects = effects or ScriptedEffects()
     processor = Processor(
-        store=store, lifecycle=DEFAULT,
+        store=store, lifecycle=lifecycle, closed=closed,
         policy=Policy(Limits(history=1000, parked=park_limit), park_timeout_s=60,
-                      retention_s=3600, release_parked_on_failure=release),
+                      retention_s=3600, release_parked_on_failure=release,
+                      finished_retention_s=finished_retention_s),
         effects=effects, backoff=Backoff(1.0, 8.0, max_attempts),
         index=OrderIndex(BufferedTable({})),
         send_dead_letter=recorder.dead_letter, send_retry_notice=recorder.retry, clock=clock,

@@ -15,10 +15,10 @@ DAY = 86_400.0
 
 
 def with_retention(finished_retention_s: float) -> tuple[Any, Any, Any, Any, MemoryClosed]:
-    processor, store, recorder, clock = make_processor()
-    processor.policy.finished_retention_s = finished_retention_s
-    processor.closed = MemoryClosed()
-    return processor, store, recorder, clock, processor.closed
+    closed = MemoryClosed()
+    processor, store, recorder, clock = make_processor(closed=closed,
+                                                       finished_retention_s=finished_retention_s)
+    return processor, store, recorder, clock, closed
 
 
 def test_a_finished_order_is_removed_after_the_retention_and_others_stay() -> None:

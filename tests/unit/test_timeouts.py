@@ -23,8 +23,7 @@ TIMED = Lifecycle.build(DEFAULT.transitions, DEFAULT.final, [
 
 
 def timed_processor(effects: ScriptedEffects | None = None):  # type: ignore[no-untyped-def]
-    processor, store, recorder, clock = make_processor(effects)
-    processor.lifecycle = TIMED
+    processor, store, recorder, clock = make_processor(effects, lifecycle=TIMED)
     return processor, store, recorder, clock
 
 

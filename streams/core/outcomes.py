@@ -1,0 +1,20 @@
+"""What one effect call came to, as the state machine sees it (no HTTP here: streams/effects.py
+makes these from answers)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    TRANSIENT = "transient"  # try again later: 5xx, 408, 429, timeout, connection error
+    TERMINAL = "terminal"  # never succeeds as is: other 4xx, bad configuration
+
+
+@dataclass(frozen=True)
+class EffectResult:
+    outcome: Outcome
+    message: str = ""
+    retry_after_s: float | None = None

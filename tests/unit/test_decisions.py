@@ -1,0 +1,115 @@
+"""The state machine's decisions as data: no loop, no table, no clock, no HTTP."""
+
+from __future__ import annotations
+
+from streams.core.deadletters import Source
+from streams.core.decisions import Answer, CallEffect, Decider, Decision, Policy, drive
+from streams.core.lifecycle import DEFAULT
+from streams.core.machine import Limits, Order
+from streams.core.outcomes import EffectResult, Outcome
+from streams.core.retry import Backoff
+from tests.helpers import make_event
+
+NOW = 1_000_000.0
+SOURCE = Source("orders.events", 3, 41)
+DECIDER = Decider(DEFAULT, Policy(Limits(), park_timeout_s=60, retention_s=3600), Backoff(1.0, 8.0, 3))
+
+
+def created(order_id: str = "o1") -> Order:
+    decision = drive(DECIDER.event(None, make_event(order_id, "created"), SOURCE, NOW))
+    return decision.order
+
+
+def test_an_applied_event_is_the_new_order_its_change_record_and_its_counts() -> None:
+    event = make_event("o1", "created")
+    decision = drive(DECIDER.event(None, event, SOURCE, NOW))
+    assert decision.changed
+    assert (decision.order["status"], decision.order["version"]) == ("created", 1)
+    assert [(c["event_id"], c["from"], c["to"], c["version"]) for c in decision.changes] == \
+        [(event["event_id"], None, "created", 1)]
+    assert decision.letters == [] and decision.notices == []
+    assert decision.counts == {"events": 1, "events.created.apply": 1, "applied": 1}
+    assert len(decision.latencies) == 1
+
+
+def test_a_transition_with_an_effect_asks_for_it_and_applies_only_after_the_answer() -> None:
+    order = created()
+    paid = make_event("o1", "paid")
+    steps = DECIDER.event(order, paid, SOURCE, NOW)
+    assert next(steps) == CallEffect("shipments", paid)
+    try:
+        steps.send(Answer(EffectResult(Outcome.OK), NOW + 0.02))
+    except StopIteration as done:
+        decision: Decision = done.value
+    assert decision.order["status"] == "paid"
+    assert decision.changes[0]["at"] == "1970-01-12T13:46:40.020Z"  # the time the answer came
+
+
+def test_a_transient_answer_is_a_retry_notice_and_no_change() -> None:
+    order = created()
+    paid = make_event("o1", "paid")
+    decision = drive(DECIDER.event(order, paid, SOURCE, NOW),
+                     {"shipments": EffectResult(Outcome.TRANSIENT, "HTTP 503")}, NOW)
+    retry = decision.order["retry"]
+    assert retry is not None and retry["attempts"] == 1 and retry["source"] == SOURCE.as_list()
+    assert NOW + 0.5 <= retry["due_at"] <= NOW + 1.0  # the first backoff step, jittered
+    assert [n.retry for n in decision.notices] == [retry] and decision.notices[0].partition == 3
+    assert decision.order["status"] == "created" and decision.changes == []
+    assert decision.counts["retries.scheduled"] == 1
+
+
+def test_a_terminal_answer_is_one_letter_recorded_on_the_order_and_none_on_a_redo() -> None:
+    order = created()
+    paid = make_event("o1", "paid")
+    refused = {"shipments": EffectResult(Outcome.TERMINAL, "HTTP 422 no address")}
+    decision = drive(DECIDER.event(order, paid, SOURCE, NOW), refused, NOW)
+    [letter] = decision.letters
+    assert letter["reason"] == {"kind": "effect_failed", "message": "HTTP 422 no address"}
+    assert letter["id"] in decision.order["letters"]
+    assert decision.order["failure"] is not None and paid["event_id"] not in decision.order["seen"]
+    # a crash redid the event from the saved order: the same failure, no second letter
+    redo = drive(DECIDER.event(decision.order, paid, SOURCE, NOW), refused, NOW)
+    assert redo.letters == []
+
+
+def test_a_duplicate_changes_nothing() -> None:
+    event = make_event("o1", "created")
+    order = drive(DECIDER.event(None, event, SOURCE, NOW)).order
+    decision = drive(DECIDER.event(order, event, SOURCE, NOW + 1))
+    assert not decision.changed and decision.counts["duplicates"] == 1
+    assert decision.changes == [] and decision.letters == []
+
+
+def test_a_parked_event_is_applied_by_the_event_it_waited_for() -> None:
+    shipped = make_event("o1", "shipped")
+    parked = drive(DECIDER.event(None, shipped, SOURCE, NOW)).order
+    assert parked["status"] is None and len(parked["parked"]) == 1
+    order = drive(DECIDER.event(parked, make_event("o1", "created"), SOURCE, NOW)).order
+    decision = drive(DECIDER.event(order, make_event("o1", "paid"), SOURCE, NOW))
+    assert [c["to"] for c in decision.changes] == ["paid", "shipped"]
+    assert decision.order["parked"] == []
+
+
+def test_an_impossible_event_is_a_rejected_letter() -> None:
+    order = drive(DECIDER.event(created(), make_event("o1", "cancelled"), SOURCE, NOW)).order
+    decision = drive(DECIDER.event(order, make_event("o1", "paid"), SOURCE, NOW))
+    assert [letter["reason"]["kind"] for letter in decision.letters] == ["rejected"]
+    assert decision.order["status"] == "cancelled"
+
+
+def test_at_its_due_time_a_parked_event_times_out_into_a_letter() -> None:
+    parked = drive(DECIDER.event(created(), make_event("o1", "shipped"), SOURCE, NOW)).order
+    early = drive(DECIDER.due(parked, SOURCE, NOW + 59))
+    assert early.letters == [] and len(early.order["parked"]) == 1
+    late = drive(DECIDER.due(parked, SOURCE, NOW + 60))
+    assert [letter["reason"]["kind"] for letter in late.letters] == ["park_timeout"]
+    assert late.order["parked"] == [] and not late.remove
+
+
+def test_a_settled_order_carries_its_next_due_time() -> None:
+    parked = drive(DECIDER.event(created(), make_event("o1", "shipped"), SOURCE, NOW)).order
+    settled = DECIDER.settled(parked, NOW)
+    assert settled is not None and settled[0]["due_at"] == NOW + 60 and not settled[1]
+    # timed work that would leave it due at once is looked at again a second later
+    again = DECIDER.settled(parked, NOW + 61, not_before=NOW + 61)
+    assert again is not None and again[0]["due_at"] == NOW + 62 and again[1]
