@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,12 +86,12 @@ def lifecycles(seed: int) -> Iterator[tuple[str, str, str, str]]:
 
 @dataclass
 class Feed:
-    """The change feed, read in a thread: event_id -> (applied at, arrived at), epoch seconds."""
+    """The change feed, read in a thread: event_id -> (applied at, arrived at, partition)."""
 
     bootstrap: str
     topic: str
     partitions: int
-    seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seen: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # + partition
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Feed:
@@ -113,7 +113,7 @@ class Feed:
                     record = json.loads(msg.value() or b"{}")
                     applied = parse_time(record["at"])
                     if applied is not None:
-                        self.seen.setdefault(record["event_id"], (applied, arrived))
+                        self.seen.setdefault(record["event_id"], (applied, arrived, msg.partition() or 0))
         finally:
             consumer.close()
 
@@ -121,11 +121,21 @@ class Feed:
         self._stop.set()
 
 
-def publish(bootstrap: str, topic: str, rate: float, seconds: float, seed: int) -> dict[str, float]:
-    """Events at `rate` per second for `seconds`, paced in 5 ms steps: event_id -> occurred_at."""
+def publish(bootstrap: str, topic: str, rate: float, seconds: float, seed: int,
+            stored: dict[str, float]) -> dict[str, float]:
+    """Events at `rate` per second for `seconds`, paced in 5 ms steps: event_id -> occurred_at.
+    `stored` gets event_id -> when the broker acknowledged it (the publisher's own wait: a tail
+    there is the broker's, before any worker could see the event)."""
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                          "linger.ms": 1, "acks": "all"})
     occurred: dict[str, float] = {}
+
+    def acknowledged(event_id: str) -> Callable[[object, object], None]:
+        def on_delivery(err: object, _msg: object) -> None:
+            if err is None:
+                stored[event_id] = time.time()
+        return on_delivery
+
     events = lifecycles(seed)
     started = time.time()
     sent, reported = 0, started
@@ -136,7 +146,8 @@ def publish(bootstrap: str, topic: str, rate: float, seconds: float, seed: int) 
             at = time.time()
             value = json.dumps({"event_id": event_id, "order_id": order_id, "client_id": client_id,
                                 "type": kind, "occurred_at": rfc3339(at), "schema_version": 1})
-            producer.produce(topic, key=client_id.encode(), value=value.encode())
+            producer.produce(topic, key=client_id.encode(), value=value.encode(),
+                             on_delivery=acknowledged(event_id))
             occurred[event_id] = math.floor(at * 1000) / 1000  # as the stamp says (ms)
             sent += 1
         producer.poll(0)
@@ -177,8 +188,9 @@ def run(args: argparse.Namespace) -> str:
             f"{args.warmup + args.seconds:g} s ({args.warmup:g} s warm-up)")
         feed = Feed(settings.bootstrap, settings.changes_topic, settings.partitions).start()
         started = time.time()
+        stored: dict[str, float] = {}
         occurred = publish(settings.bootstrap, settings.events_topic, args.rate,
-                           args.warmup + args.seconds, args.seed)
+                           args.warmup + args.seconds, args.seed, stored)
         measured = {e: t for e, t in occurred.items() if t >= started + args.warmup}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(measured.keys() - feed.seen.keys()) > 0:
@@ -186,13 +198,15 @@ def run(args: argparse.Namespace) -> str:
         feed.stop()
         missing = len(measured.keys() - feed.seen.keys())
         got = [(measured[e], *feed.seen[e]) for e in measured if e in feed.seen]
-        applied = [max(0.0, at - t) for t, at, _ in got]
-        visible = [max(0.0, arrived - t) for t, _, arrived in got]
-        slow = [t for t, at, _ in got if at - t > SLOW_S]
-        slow_seconds = Counter(int(t - started) for t in slow)
+        applied = [max(0.0, at - t) for t, at, _, _ in got]
+        visible = [max(0.0, arrived - t) for t, _, arrived, _ in got]
+        acked = [max(0.0, stored[e] - measured[e]) for e in measured if e in stored]
+        slow = [(t, partition) for t, at, _, partition in got if at - t > SLOW_S]
+        slow_seconds = Counter(int(t - started) for t, _ in slow)
+        slow_partitions = Counter(partition for _, partition in slow)
         lags = "; ".join(f"{w.name}: {loop_lag(w.url)}" for w in workers)
-        return table(args, len(got), missing, percentiles(applied), percentiles(visible), len(slow),
-                     slow_seconds, lags)
+        return table(args, len(got), missing, percentiles(applied), percentiles(visible),
+                     percentiles(acked), slow_seconds, slow_partitions, lags)
     finally:
         for worker in workers:
             worker.stop()
@@ -201,14 +215,19 @@ def run(args: argparse.Namespace) -> str:
 
 
 def table(args: argparse.Namespace, measured: int, missing: int, applied: dict[str, float],
-          visible: dict[str, float], slow: int, slow_seconds: Counter[int], lags: str) -> str:
+          visible: dict[str, float], acked: dict[str, float], slow_seconds: Counter[int],
+          slow_partitions: Counter[int], lags: str) -> str:
+    slow = sum(slow_seconds.values())
     worst = ", ".join(f"{second} s: {count}" for second, count in slow_seconds.most_common(5)) or "none"
+    by_partition = ", ".join(f"{p}: {n}" for p, n in sorted(slow_partitions.items())) or "none"
     rows = [
         ("events measured (after the warm-up)", f"{measured:,} ({missing} not seen on the feed)"),
         ("applied, ms: p50 / p90 / p99 / p99.9 / max", ms(applied)),
         ("visible on the change feed, ms: p50 / p90 / p99 / p99.9 / max", ms(visible)),
+        ("acknowledged to the publisher, ms: p50 / p90 / p99 / p99.9 / max", ms(acked)),
         (f"applied over {SLOW_S * 1000:.0f} ms", f"{slow:,} in {len(slow_seconds)} distinct seconds "
                                                 f"of {args.seconds:g}; worst seconds: {worst}"),
+        (f"applied over {SLOW_S * 1000:.0f} ms, by partition", by_partition),
         ("event-loop beats late", lags),
     ]
     width = max(len(name) for name, _ in rows)

@@ -61,6 +61,8 @@ class App(EngineApp):
     agent_state: AgentState = AgentState()
     #: how long a stop waits for events in flight (ORDERFLOW_SHUTDOWN_TIMEOUT_S)
     shutdown_timeout_s: float = settings.shutdown_timeout_s
+    #: how long a fetch may wait to gather records while events flow (ORDERFLOW_FETCH_GATHER_MS)
+    fetch_gather_ms: int = settings.fetch_gather_ms
 
 
 app = App(

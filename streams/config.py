@@ -98,6 +98,10 @@ class Settings:
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
     #: ORDERFLOW_MAX_POLL_RECORDS: fetched records decoded per step of the consumer.
     max_poll_records: int = 1000
+    #: ORDERFLOW_FETCH_GATHER_MS: while events flow, a fetch waits up to this long for more
+    #: records (an idle worker's fetch still answers at once); 0: Faust's fetches, one round trip
+    #: per handful of records (streams/engine/fetches.py).
+    fetch_gather_ms: int = 10
     #: ORDERFLOW_BULK_RECOVERY: read changelogs in bulk when a table recovers (1) or only through
     #: Faust's per-record recovery (0).
     bulk_recovery: bool = True
@@ -165,6 +169,7 @@ class Settings:
             rocksdb_memory_mb=_number(e, "ORDERFLOW_ROCKSDB_MEMORY_MB", cls.rocksdb_memory_mb, 16),
             stall_report_ms=_number(e, "ORDERFLOW_STALL_REPORT_MS", cls.stall_report_ms, 0),
             max_poll_records=_number(e, "ORDERFLOW_MAX_POLL_RECORDS", cls.max_poll_records, 1),
+            fetch_gather_ms=_number(e, "ORDERFLOW_FETCH_GATHER_MS", cls.fetch_gather_ms, 0),
             bulk_recovery=_flag(e, "ORDERFLOW_BULK_RECOVERY", cls.bulk_recovery),
             gc_threshold=_gc_threshold(e, cls.gc_threshold),
             gc_pace_ms=_number(e, "ORDERFLOW_GC_PACE_MS", cls.gc_pace_ms, 0),

@@ -2,7 +2,8 @@
 names lives in this package and nowhere else (tests/unit/test_engine_room.py checks it).
 
 The rest of orderflow talks to it through these modules' public functions and classes:
-`transport` (the drain loop, commits that never pass an event in flight), `delivery` (the inputs
+`transport` (the drain loop, commits that never pass an event in flight), `fetches` (fetches that
+gather records while events flow), `delivery` (the inputs
 a fetched batch at a time, with the rebalance guards of Faust's stream), `gaps` (more rebalance
 guards), `context` (Faust's current event, and table writes in an event's partition), `changelog`
 (those writes' changelog records through librdkafka), `tables` (buffered table access, ordered reads),

@@ -45,6 +45,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 from streams.engine.delivery import MAX_BATCH, Delivered, Inbox
+from streams.engine.fetches import gather_fetches
 from streams.engine.supervision import HARD_EXIT_GRACE_S, arm_hard_exit
 
 YIELD_EVERY = 100
@@ -54,7 +55,12 @@ IN_FLIGHT_POLL_S = 0.005
 
 
 class FairConsumerThread(driver.AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, serving fetched partitions round-robin (see above)."""
+    """Faust's aiokafka consumer thread, serving fetched partitions round-robin (see above), its
+    fetches gathered while events flow (streams/engine/fetches.py)."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        gather_fetches(self._consumer, getattr(self.app, "fetch_gather_ms", 0))
 
     async def _fetch_records(self, consumer: Any, active_partitions: set[TP],
                              timeout: float | None = None, max_records: int | None = None) -> Any:
@@ -256,6 +262,8 @@ class EngineApp(faust.App):
     conductor (streams/engine/delivery.py)."""
 
     inbox: Inbox | None = None
+    #: how long a fetch may wait to gather records while events flow (0: Faust's fetches)
+    fetch_gather_ms: int = 0
 
     def deliver_in_batches(self, topics: set[str]) -> Inbox:
         """From now on, fetched messages of `topics` go to the returned inbox."""
