@@ -1,6 +1,6 @@
 """Latency at a steady rate: from an event's `occurred_at` to its application, with N workers.
 
-    python bench/latency.py [--rate 2000] [--seconds 60] [--warmup 15] [--workers 2]
+    python bench/latency.py [--rate 2000] [--seconds 60] [--warmup 40] [--workers 2]
                             [--worker-env NAME=VALUE ...] [--keep] [--results]
 
 Starts its own broker (the project's local Kafka), N `faust worker` processes on the default
@@ -14,7 +14,9 @@ published after the warm-up:
   `occurred_at`: what the contract calls processing latency;
 - *visible*: the change record's arrival at the consumer minus `occurred_at`: what a downstream
   service waits (the ack loop's flush sends change records every ~20 ms; the reader fetches every
-  10 ms, so up to 10 ms of it are the reader's).
+  10 ms, so up to 10 ms of it are the reader's);
+- *acknowledged*: the broker's ack to the publisher minus `occurred_at`: a tail here is the
+  broker's (or the machine's), before any worker could have seen the event.
 
 Reports p50 / p90 / p99 / p99.9 / max of both (exact, per event; milliseconds are the clocks'
 resolution), the workers' event-loop lag (`orderflow_event_loop_lag_seconds`), and where the slow
@@ -246,7 +248,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=2000.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=15.0, help="seconds published before measuring")
+    # a fresh broker's JIT compiler takes half a core or more for the first 15-25 s of traffic
+    # (bench/RESULTS.md, 2026-12-02): measuring after 40 s leaves that out
+    parser.add_argument("--warmup", type=float, default=40.0, help="seconds published before measuring")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",

@@ -2,14 +2,14 @@
 names lives in this package and nowhere else (tests/unit/test_engine_room.py checks it).
 
 The rest of orderflow talks to it through these modules' public functions and classes:
-`transport` (the drain loop, commits that never pass an event in flight), `fetches` (fetches that
-gather records while events flow), `delivery` (the inputs
-a fetched batch at a time, with the rebalance guards of Faust's stream), `gaps` (more rebalance
-guards), `context` (Faust's current event, and table writes in an event's partition), `changelog`
-(those writes' changelog records through librdkafka), `tables` (buffered table access, ordered reads),
-`rocksdb` (the shared-memory store), `recovery` (bulk table recovery), `flow`, `supervision` and
-`stalls` (loop lag, stall reports, `LoopTurn`). It is written against one faust-streaming version,
-`FAUST_VERSION`; `require_faust_version` refuses any other before a worker starts.
+`transport` (the drain loop, commits that never pass an event in flight), `fetches` (fetches
+that gather records while events flow), `delivery` (the inputs a fetched batch at a time, with the
+rebalance guards of Faust's stream), `gaps` (more rebalance guards), `context` (Faust's current
+event, and table writes in an event's partition), `changelog` (those writes' changelog records
+through librdkafka), `tables` (buffered table access, ordered reads), `rocksdb` (the shared-memory
+store), `recovery` (bulk table recovery), `flow`, `supervision` and `stalls` (loop lag, stall
+reports, `LoopTurn`). It is written against one faust-streaming version, `FAUST_VERSION`;
+`require_faust_version` refuses any other before a worker starts.
 """
 
 from __future__ import annotations
