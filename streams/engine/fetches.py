@@ -12,7 +12,9 @@ A fixed wait would cost an idle worker a fetch every few milliseconds, so the wa
 fetch that brought records, the next asks the broker to hold it until `GATHER_BYTES` or `wait_ms`;
 after an empty one, it goes back to Faust's (any record answers it at once, else it waits 1.5 s).
 The first event after a quiet spell is fetched at once; events that follow it are gathered.
-Written against aiokafka 0.14 (its `Fetcher` reads these two attributes when it builds a request).
+The two settings are the fetcher's, not a broker's: with several brokers, the last answer sets
+them for the next fetch of each. Written against aiokafka 0.14 (its `Fetcher` reads these two
+attributes each time it builds a request).
 """
 
 from __future__ import annotations

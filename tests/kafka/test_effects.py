@@ -128,8 +128,10 @@ def test_a_pending_retry_survives_the_kill_of_its_worker(
     gateway = start_gateway()
     gateway.script("o-r", status=503, times=1)
     settings = settings_factory()
-    env = {"ORDERFLOW_EFFECTS_URL": gateway.url, "ORDERFLOW_RETRY_BASE_S": "12",
-           "ORDERFLOW_RETRY_CAP_S": "12", "ORDERFLOW_SWEEP_INTERVAL_S": "0.5",
+    # the retry waits 10 to 20 s (jittered over the upper half of the cap): long enough that the
+    # kill below (after the events' commit, up to a few seconds) always comes before it is due
+    env = {"ORDERFLOW_EFFECTS_URL": gateway.url, "ORDERFLOW_RETRY_BASE_S": "20",
+           "ORDERFLOW_RETRY_CAP_S": "20", "ORDERFLOW_SWEEP_INTERVAL_S": "0.5",
            "ORDERFLOW_SESSION_TIMEOUT_S": "8", "ORDERFLOW_HEARTBEAT_S": "1"}
     first = start_worker(settings, "first", **env)
     paid = make_event("o-r", "paid")
