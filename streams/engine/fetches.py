@@ -1,12 +1,12 @@
 """Fetches that gather a few milliseconds of records while events flow, and wake at once when idle.
 
 Faust builds its aiokafka consumer with `fetch_min_bytes=1`, so while events trickle in (a steady
-1,000 events/s per worker) every fetch returns as soon as one record is there: 100 to 185 fetch
+1,000 events/s per worker) every fetch returns as soon as one record is there: 96 to 185 fetch
 round trips a second per worker, each a request, a response to parse and a hand-over between the
 consumer's thread and the event loop, for a handful of records. Measured side by side at 2,000
-events/s with two workers (bench/RESULTS.md, 2026-12-02): 54 to 55% of a core per worker, against
-44 to 45% with fetches that wait up to 10 ms for more, on a machine whose two cores the broker and the
-workers otherwise nearly fill, so the saved CPU is latency headroom.
+events/s with two workers (bench/RESULTS.md, 2026-12-02): 54 to 56% of a core per worker, against
+43 to 47% with fetches that wait up to 10 ms for more, on a machine whose two cores the broker and
+the workers otherwise nearly fill, so the saved CPU is latency headroom.
 
 A fixed wait would cost an idle worker a fetch every few milliseconds, so the wait adapts: after a
 fetch that brought records, the next asks the broker to hold it until `GATHER_BYTES` or `wait_ms`;
