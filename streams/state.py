@@ -29,6 +29,7 @@ from typing import Any, cast
 import orjson
 
 from streams.core.machine import Order
+from streams.engine.changelog import table_json
 from streams.engine.context import current_event, delete_in_context, detached, write_in_context
 from streams.engine.tables import SLICE, WriteSteps, active_value, drive, value_in_partition
 
@@ -62,7 +63,7 @@ class OrderStore:
             return None
         order = cast(Order, dict(value))  # a record the store decoded from its JSON
         if event is not None and self._is_current(event):
-            self._remember(order_id, event.message.partition, order)
+            self._remember(order_id, event.message.partition, table_json(order))
         return order
 
     def put(self, order: Order) -> None:
@@ -112,14 +113,15 @@ class OrderStore:
                 if not self._is_current(event):
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
                     continue
+                encoded = table_json(order) if order is not None else None  # once: table and cache
                 with detached():
-                    done = (write_in_context(self.table, order_id, event, order) if order is not None
-                            else delete_in_context(self.table, order_id, event))
+                    done = (write_in_context(self.table, order_id, event, order, encoded)
+                            if order is not None else delete_in_context(self.table, order_id, event))
                 if not done:
                     failed = True
                     self._dirty.setdefault(order_id, (event, order))  # unless changed since
-                elif order is not None:
-                    self._remember(order_id, event.message.partition, order)
+                elif encoded is not None:
+                    self._remember(order_id, event.message.partition, encoded)
                 if n % SLICE == 0:
                     yield
         finally:
@@ -134,8 +136,8 @@ class OrderStore:
         for order_id in [k for k, (p, _) in self._cache.items() if p in lost]:
             del self._cache[order_id]
 
-    def _remember(self, order_id: str, partition: int, order: Order) -> None:
-        self._cache[order_id] = (partition, orjson.dumps(order, option=orjson.OPT_NON_STR_KEYS))
+    def _remember(self, order_id: str, partition: int, encoded: bytes) -> None:
+        self._cache[order_id] = (partition, encoded)
         self._cache.move_to_end(order_id)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)  # a dirty one stays in _dirty until written

@@ -22,13 +22,33 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from faust.types import TP
+from faust.utils import json as faust_json
 
 from streams.engine.rocksdb import Store as RocksStore
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
+
+_FAUST_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # faust.utils.json.dumps's
+
+
+def table_json(value: Any) -> bytes:
+    """A table key or value as Faust's `json` codec writes it: the very call its codec makes
+    (faust.utils.json.dumps with orjson, faust-streaming 0.15.3), without the serializer registry's
+    lookups and the codec chain around it per record (tests/unit/test_changelog_writer.py)."""
+    return orjson.dumps(value, default=faust_json.on_default, option=_FAUST_JSON_OPTIONS)
+
+
+def encodes_as_table_json(app: Any, table: Any) -> bool:
+    """Whether Faust writes this table's keys and values with its plain `json` codec over orjson
+    (no models, no other codec): then `table_json` gives the same bytes."""
+    key_codec = table.key_serializer or app.conf.key_serializer
+    value_codec = table.value_serializer or app.conf.value_serializer
+    return (faust_json.orjson is not None and key_codec == "json" and value_codec == "json"
+            and table.key_type in (None, str) and table.value_type is None)
 
 
 class ChangelogWriter:
@@ -44,25 +64,38 @@ class ChangelogWriter:
         self._delivered: list[tuple[str, int, int]] = []  # (topic, partition, offset), from callbacks
         self._failed: KafkaError | None = None
         self._produced = 0
+        self._plain: dict[str, bool] = {}  # table name -> encodes_as_table_json
 
     def handles(self, table: Any) -> bool:
         return isinstance(table.data, RocksStore)
 
-    def put(self, table: Any, key: Any, partition: int, value: Any) -> None:
-        serializers = self._app.serializers
-        key_bytes = serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
-        value_bytes = serializers.dumps_value(table.value_type, value, serializer=table.value_serializer)
+    def put(self, table: Any, key: Any, partition: int, value: Any, encoded: bytes | None = None) -> None:
+        """Write `value` (`encoded`: its bytes as `table_json` made them, when the caller has them)."""
+        key_bytes = self._dumps_key(table, key)
+        if encoded is None or not self._plain_json(table):
+            encoded = (table_json(value) if self._plain_json(table) else self._app.serializers.dumps_value(
+                table.value_type, value, serializer=table.value_serializer))
         store: RocksStore = table.data
-        store.put_local(partition, key_bytes, value_bytes)
-        self._send(table, store, partition, key_bytes, value_bytes)
+        store.put_local(partition, key_bytes, encoded)
+        self._send(table, store, partition, key_bytes, encoded)
 
     def delete(self, table: Any, key: Any, partition: int) -> None:
         """Remove the key and write its tombstone (nothing when the key is not there)."""
-        serializers = self._app.serializers
-        key_bytes = serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
+        key_bytes = self._dumps_key(table, key)
         store: RocksStore = table.data
         if store.delete_local(partition, key_bytes):
             self._send(table, store, partition, key_bytes, None)
+
+    def _plain_json(self, table: Any) -> bool:
+        plain = self._plain.get(table.name)
+        if plain is None:
+            plain = self._plain[table.name] = encodes_as_table_json(self._app, table)
+        return plain
+
+    def _dumps_key(self, table: Any, key: Any) -> bytes:
+        if self._plain_json(table):
+            return table_json(key)
+        return bytes(self._app.serializers.dumps_key(table.key_type, key, serializer=table.key_serializer))
 
     def _send(self, table: Any, store: RocksStore, partition: int, key: bytes, value: bytes | None) -> None:
         topic = table.changelog_topic.get_topic_name()

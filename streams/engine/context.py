@@ -53,11 +53,12 @@ def detached() -> Iterator[None]:
         _current_event.reset(token)
 
 
-def write_in_context(table: Any, key: str, event: Any, value: Any) -> bool:
-    """`table[key] = value` in `event`'s changelog partition; False while Faust does not know the
+def write_in_context(table: Any, key: str, event: Any, value: Any, encoded: bytes | None = None) -> bool:
+    """`table[key] = value` in `event`'s changelog partition (`encoded`: the value's bytes as
+    `changelog.table_json` made them, if the caller has them); False while Faust does not know the
     changelog topic's partitions yet (right after creating it)."""
     if _writer is not None and _writer.handles(table):
-        _writer.put(table, key, event.message.partition, value)
+        _writer.put(table, key, event.message.partition, value, encoded)
         return True
     set_current(event)
     try:

@@ -11,7 +11,8 @@ from faust.utils import json as table_codec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.envelope import decode
+from schemas import envelope
+from schemas.envelope import decode, parse_json
 from streams.core.deadletters import Source, dead_letter, encode
 from streams.core.lifecycle import DEFAULT
 from streams.errors import InvalidEvent
@@ -91,3 +92,31 @@ def test_the_processor_never_raises_on_valid_events_with_odd_payloads(
         json.dumps(order, allow_nan=False).encode()  # every record can go to the changelog,
         table_codec.dumps(order)  # through the codec Faust writes it with
     assert not [d for d in recorder.dead_letters if d["reason"]["kind"] == "processing_error"]
+
+
+def _verdict(read: Any, raw: bytes) -> tuple[str, Any]:
+    try:
+        return "value", json.dumps(read(raw), sort_keys=True)  # 1 and 1.0 told apart, NaN never equal
+    except InvalidEvent:
+        return "refused", None
+
+
+json_texts = (json_values.map(lambda v: json.dumps(v, allow_nan=True))
+              | st.text(st.sampled_from('{}[]",:0123456789.eE+-tfnul \\aNIy'), max_size=60))
+
+
+@settings(max_examples=600, deadline=None)
+@given(json_texts | st.binary(max_size=80).map(lambda b: b.decode("latin-1")),
+       st.sampled_from(["", "9" * 19, "-" + "9" * 19, "18446744073709551616", "1e999", "\ufeff"]))
+def test_the_fast_reader_accepts_and_reads_exactly_what_the_strict_one_does(text: str, wide: str) -> None:
+    """`parse_json` reads with orjson when it can; whatever it returns must be what the strict
+    reader (json.loads with its number checks) returns, and it refuses what that one refuses."""
+    raw = (wide + text if wide == "\ufeff" else text.replace("0", wide or "0", 1)).encode()
+    assert _verdict(parse_json, raw) == _verdict(_strict_parse, raw)
+
+
+def _strict_parse(raw: bytes) -> Any:
+    """parse_json as it was before the fast reader: the strict reader, then the same limits."""
+    value = envelope._strict_loads(raw)
+    envelope._check_shape(value)
+    return value
