@@ -17,6 +17,15 @@ some turns, long enough for a `/health` answer (three turns) to take over 100 ms
 also share each turn (`TurnShare`, ORDERFLOW_LANE_TURN_MS, off by default): once a turn has run
 that long, the lanes that have not run in it yet wait for the next one. With effects that cost a
 quarter of the events/s (bench/RESULTS.md, 2026-12-02 05:40 and 06:36).
+
+**Jobs start eagerly.** Most jobs never wait (no effect to call): queueing each one and running it
+from the lane's task cost a queue put and get, a task wake-up and a turn of the loop per event. So
+`submit` to a lane that is idle (nothing queued, no job running) starts the job at once, in the
+caller's step, as Python 3.12's eager tasks do; a job that finishes without waiting is done there
+and then. A job that does wait (an effect call) is handed, suspended where it waits, to its lane,
+which carries it on as its running job, so every later job of that lane still queues behind it
+and one order's events keep their order. The caller (the agent) shares the loop by time
+(`engine.stalls.LoopTurn`), so a batch of eager jobs does not hold the loop.
 """
 
 from __future__ import annotations
@@ -79,12 +88,15 @@ class Lanes:
     def __init__(self, lanes: int, in_flight: int = 2048,
                  on_error: Callable[[BaseException], None] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
-                 turn_budget_s: float = 0.0) -> None:
+                 turn_budget_s: float = 0.0, eager: bool = True) -> None:
         self.size = lanes
         self.share = TurnShare(turn_budget_s)
+        self.eager = eager  # start a job at once when its lane is idle (see the module docstring)
+        self.started_eagerly = 0  # jobs started in the caller's step (finished there, or handed on)
         self._queues: list[asyncio.Queue[tuple[Any, Job, Callable[[], None]]]] = [
             asyncio.Queue() for _ in range(lanes)
         ]
+        self._running = [False] * lanes  # a lane's task is between taking a job and finishing it
         self._room = asyncio.Semaphore(in_flight)
         self._tasks: list[asyncio.Task[None]] = []
         self._on_error = on_error
@@ -99,7 +111,43 @@ class Lanes:
         """Queue a job; waits only while `in_flight` jobs are (backpressure on the partitions)."""
         self.start()
         await self._room.acquire()
-        self._queues[lane_of(order_id, self.size)].put_nowait((event, job, done))
+        lane = lane_of(order_id, self.size)
+        queue = self._queues[lane]
+        if self.eager and not self._running[lane] and queue.empty() and not self.share.spent():
+            self._start_eagerly(queue, event, job, done)
+        else:
+            queue.put_nowait((event, job, done))
+
+    def _start_eagerly(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]], event: Any,
+                       job: Job, done: Callable[[], None]) -> None:
+        """Run `job` in this step up to its first wait; if it waits, its lane carries it on."""
+        self.started_eagerly += 1
+        set_current(event)
+        coroutine = job()
+        try:
+            waiting_for = coroutine.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            self._finish(done, None)
+            return
+        except asyncio.CancelledError:
+            self._room.release()
+            raise
+        except BaseException as exc:
+            self._finish(done, exc)
+            return
+        queue.put_nowait((event, _Resumed(coroutine, waiting_for), done))
+
+    def _finish(self, done: Callable[[], None], error: BaseException | None) -> None:
+        """A job ended: ack it when it succeeded, never when it failed (left uncommitted)."""
+        try:
+            if error is None:
+                done()
+            else:
+                log.error("lane job failed; its event stays uncommitted", exc_info=error)
+                if self._on_error is not None:
+                    self._on_error(error)
+        finally:
+            self._room.release()
 
     def depth(self) -> int:
         """Jobs queued and not yet started, over all lanes."""
@@ -112,28 +160,61 @@ class Lanes:
         self._tasks = []
 
     async def _run(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]]) -> None:
-        share = self.share
+        lane = self._queues.index(queue)
         while True:
             event, job, done = await queue.get()
-            if event is not None and not self._is_current(event):
-                queue.task_done()  # fetched before a rebalance: Faust redelivers it, never ack it
-                self._room.release()
-                continue
-            while share.spent():
-                await asyncio.sleep(0)  # this turn's budget is taken: the next turn
+            self._running[lane] = True
             try:
-                set_current(event)
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # never ack a job that failed: leave it uncommitted
-                log.exception("lane job failed; its event stays uncommitted")
-                if self._on_error is not None:
-                    self._on_error(exc)
-            else:
-                done()
+                await self._run_one(event, job, done)
             finally:
+                self._running[lane] = False
                 queue.task_done()
-                self._room.release()
             if not queue.empty():
                 await asyncio.sleep(0)  # one job per turn (see the module's docstring)
+
+    async def _run_one(self, event: Any, job: Job, done: Callable[[], None]) -> None:
+        started = isinstance(job, _Resumed)  # begun eagerly: finished whatever came since
+        if not started and event is not None and not self._is_current(event):
+            self._room.release()  # fetched before a rebalance: Faust redelivers it, never ack it
+            return
+        while not started and self.share.spent():
+            await asyncio.sleep(0)  # this turn's budget is taken: the next turn
+        try:
+            set_current(event)
+            await job()
+        except asyncio.CancelledError:
+            self._room.release()
+            raise
+        except BaseException as exc:  # never ack a job that failed: leave it uncommitted
+            self._finish(done, exc)
+        else:
+            self._finish(done, None)
+
+
+class _Resumed:
+    """A job's coroutine that began in another step and is suspended on `waiting_for` (what it
+    yielded to the event loop: a future, or None for a bare turn); calling it carries it on to its
+    end, as an asyncio task would have: the future's outcome is read by the coroutine itself, and a
+    cancellation is passed into the future it waits for."""
+
+    def __init__(self, coroutine: Any, waiting_for: Any) -> None:
+        self.coroutine = coroutine
+        self.waiting_for = waiting_for
+
+    async def __call__(self) -> None:
+        coroutine, waiting_for = self.coroutine, self.waiting_for
+        while True:
+            try:
+                if waiting_for is None:
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.wait((waiting_for,))  # its outcome is read by the coroutine
+            except asyncio.CancelledError:
+                if waiting_for is None or not waiting_for.cancel():
+                    coroutine.close()
+                    raise
+                # cancelled: the coroutine sees it where it waits and unwinds (it may wait again)
+            try:
+                waiting_for = coroutine.send(None)
+            except StopIteration:
+                return

@@ -78,12 +78,13 @@ class TurnCounter:
 
 
 def test_a_lane_with_a_backlog_lets_the_loop_turn_between_its_jobs() -> None:
-    """Jobs that await nothing (no effect) must not run back to back in one step: a web request
-    waiting for its turn would wait for the whole backlog."""
+    """Queued jobs that await nothing (no effect) must not run back to back in one step: a web
+    request waiting for its turn would wait for the whole backlog. (Jobs queue when their lane is
+    busy; `eager=False` queues every one, as a backlog behind a waiting job is.)"""
     turns_seen: list[int] = []
 
     async def main() -> None:
-        lanes = Lanes(1)
+        lanes = Lanes(1, eager=False)
         counter = TurnCounter()
         done = asyncio.Event()
         for n in range(100):
@@ -128,12 +129,13 @@ def _busy(seconds: float) -> None:
 
 def test_lanes_with_backlogs_stop_starting_jobs_once_the_turn_has_run_its_budget() -> None:
     """Eight busy lanes, jobs of 1 ms, a turn's budget of 3 ms: a turn starts at most four jobs
-    (without the budget, one per lane: eight), and every job still runs, each order's in order."""
+    (without the budget, one per lane: eight), and every job still runs, each order's in order
+    (queued jobs: `eager=False`, as behind waiting ones)."""
     ran: dict[str, list[int]] = {}
     per_turn: dict[int, int] = {}
 
     async def main(budget_s: float) -> None:
-        lanes = Lanes(8, turn_budget_s=budget_s)
+        lanes = Lanes(8, turn_budget_s=budget_s, eager=False)
         counter = TurnCounter()
         orders = [next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 8) == lane)
                   for lane in range(8)]
@@ -232,3 +234,111 @@ def test_the_bound_on_jobs_in_flight_is_shared_by_the_lanes() -> None:
     asyncio.run(main())
     assert finished[:1] == ["fast"] and sorted(finished[1:]) == ["fast2", "slow0", "slow1", "slow2", "slow3"]
     assert [name for name in finished if name.startswith("slow")] == ["slow0", "slow1", "slow2", "slow3"]
+
+
+def test_a_job_of_an_idle_lane_that_never_waits_is_done_within_submit() -> None:
+    """Eager start: no queue, no task wake-up, no turn of the loop for a job with nothing to wait
+    for; its ack comes before `submit` returns."""
+    acked: list[int] = []
+
+    async def main() -> int:
+        lanes = Lanes(4)
+        for n in range(10):
+            async def job() -> None:
+                pass
+            await lanes.submit(f"o{n}", None, job, lambda n=n: acked.append(n))
+            assert acked[-1] == n
+        await lanes.stop()
+        return lanes.started_eagerly
+
+    assert asyncio.run(main()) == 10
+
+
+def test_a_job_that_waits_keeps_its_lane_and_later_jobs_of_its_order_queue_behind_it() -> None:
+    """A job begun eagerly that waits (an effect call) is carried on by its lane: the next job of
+    the same order waits for it, another lane's order runs meanwhile, and each is acked once."""
+    events: list[str] = []
+    acked: list[str] = []
+    other = next(f"o{n}" for n in range(100) if lane_of(f"o{n}", 8) != lane_of("slow", 8))
+
+    async def main() -> None:
+        lanes = Lanes(8)
+        release = asyncio.get_running_loop().create_future()
+
+        async def effect() -> None:
+            events.append("effect called")
+            events.append(f"effect answered {await release}")
+
+        async def after() -> None:
+            events.append("next event of the order")
+
+        async def elsewhere() -> None:
+            events.append("another order")
+
+        await lanes.submit("slow", None, effect, lambda: acked.append("effect"))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the lane has taken the waiting job over: its queue is empty
+        await lanes.submit("slow", None, after, lambda: acked.append("after"))
+        await lanes.submit(other, None, elsewhere, lambda: acked.append("elsewhere"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert events == ["effect called", "another order"] and acked == ["elsewhere"]
+        release.set_result(200)
+        while len(acked) < 3:
+            await asyncio.sleep(0.001)
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert events == ["effect called", "another order", "effect answered 200", "next event of the order"]
+    assert acked == ["elsewhere", "effect", "after"]
+
+
+def test_a_failing_job_is_never_acked_whether_it_fails_at_once_or_after_a_wait() -> None:
+    errors: list[str] = []
+    acked: list[str] = []
+
+    async def main() -> None:
+        lanes = Lanes(2, on_error=lambda exc: errors.append(str(exc)))
+
+        async def at_once() -> None:
+            raise ValueError("at once")
+
+        async def after_a_wait() -> None:
+            await asyncio.sleep(0.001)
+            raise ValueError("after a wait")
+
+        await lanes.submit("o1", None, at_once, lambda: acked.append("at once"))
+        await lanes.submit("o1", None, after_a_wait, lambda: acked.append("after a wait"))
+        while len(errors) < 2:
+            await asyncio.sleep(0.001)
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert errors == ["at once", "after a wait"] and acked == []
+
+
+def test_stopping_cancels_a_job_waiting_where_it_was_handed_on_and_frees_its_room() -> None:
+    """The lane's cancellation reaches the job where it waits (its cleanup runs), as it would a task."""
+    seen: list[str] = []
+
+    async def main() -> None:
+        lanes = Lanes(2, in_flight=1)
+
+        async def waits_forever() -> None:
+            try:
+                await asyncio.get_running_loop().create_future()
+            except asyncio.CancelledError:
+                seen.append("cancelled where it waited")
+                raise
+
+        await lanes.submit("o1", None, waits_forever, lambda: seen.append("acked"))
+        await asyncio.sleep(0)
+        await lanes.stop()
+        await asyncio.wait_for(lanes.submit("o2", None, _nothing, lambda: seen.append("room again")), 1)
+
+    asyncio.run(main())
+    assert seen == ["cancelled where it waited", "room again"]
+
+
+async def _nothing() -> None:
+    pass
