@@ -35,6 +35,9 @@ class ChangeFeed:
         self._producer = Producer({
             **client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             "compression.type": "lz4", "partitioner": "murmur2_random",
+            # a report for a refused record only: the flush needs to know of a failure, and a
+            # Python callback per delivered record took the GIL from the event loop as often
+            "delivery.report.only.error": True,
         })
         self._failed: KafkaError | None = None
         self._queued = 0

@@ -30,7 +30,7 @@ import orjson
 
 from streams.core.machine import Order
 from streams.engine.changelog import table_json
-from streams.engine.context import current_event, delete_in_context, detached, write_in_context
+from streams.engine.context import current_event, delete_in_context, write_in_context
 from streams.engine.tables import SLICE, WriteSteps, active_value, drive, value_in_partition
 
 
@@ -114,9 +114,8 @@ class OrderStore:
                     self._cache.pop(order_id, None)  # a change from before a rebalance: redone
                     continue
                 encoded = table_json(order) if order is not None else None  # once: table and cache
-                with detached():
-                    done = (write_in_context(self.table, order_id, event, order, encoded)
-                            if order is not None else delete_in_context(self.table, order_id, event))
+                done = (write_in_context(self.table, order_id, event, order, encoded)
+                        if order is not None else delete_in_context(self.table, order_id, event))
                 if not done:
                     failed = True
                     self._dirty.setdefault(order_id, (event, order))  # unless changed since

@@ -65,9 +65,13 @@ class ChangelogWriter:
         self._failed: KafkaError | None = None
         self._produced = 0
         self._plain: dict[str, bool] = {}  # table name -> encodes_as_table_json
+        self._handled: dict[str, bool] = {}  # table name -> its store is orderflow's RocksDB store
 
     def handles(self, table: Any) -> bool:
-        return isinstance(table.data, RocksStore)
+        handled = self._handled.get(table.name)
+        if handled is None:  # a table's store is made once, with the app's store URL
+            handled = self._handled[table.name] = isinstance(table.data, RocksStore)
+        return handled
 
     def put(self, table: Any, key: Any, partition: int, value: Any, encoded: bytes | None = None) -> None:
         """Write `value` (`encoded`: its bytes as `table_json` made them, when the caller has them)."""

@@ -60,11 +60,13 @@ def write_in_context(table: Any, key: str, event: Any, value: Any, encoded: byte
     if _writer is not None and _writer.handles(table):
         _writer.put(table, key, event.message.partition, value, encoded)
         return True
-    set_current(event)
+    token = _current_event.set(weakref.ref(event))  # Faust's path reads the current event
     try:
         table[key] = value
     except PartitionsMismatch:
         return False
+    finally:
+        _current_event.reset(token)  # the caller's own current event is left as it was
     return True
 
 
@@ -73,10 +75,12 @@ def delete_in_context(table: Any, key: str, event: Any) -> bool:
     if _writer is not None and _writer.handles(table):
         _writer.delete(table, key, event.message.partition)
         return True
-    set_current(event)
+    token = _current_event.set(weakref.ref(event))
     try:
         if key in table:
             del table[key]
     except PartitionsMismatch:
         return False
+    finally:
+        _current_event.reset(token)
     return True

@@ -23,7 +23,7 @@ from typing import Any
 
 from faust.streams import current_event
 
-from streams.engine.context import delete_in_context, detached, write_in_context
+from streams.engine.context import delete_in_context, write_in_context
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,8 @@ class BufferedTable:
                 if not self._is_current(event):
                     self.stale_dropped += 1
                     continue
-                with detached():
-                    done = (write_in_context(self.table, key, event, value) if value is not Deleted
-                            else delete_in_context(self.table, key, event))
+                done = (write_in_context(self.table, key, event, value) if value is not Deleted
+                        else delete_in_context(self.table, key, event))
                 if not done:
                     failed = True
                     if key not in self._dirty:
