@@ -26,18 +26,16 @@ from typing import Any
 from streams.core.machine import Order
 
 
-def _census_of(order: Order | None) -> Counter[str]:
-    census: Counter[str] = Counter()
-    if order is None:
-        return census
+def _count_in(census: Counter[str], order: Order, sign: int) -> None:
+    """Add (sign 1) or take away (sign -1) what one order counts for in a census (in place: a
+    Counter per order and side cost a fifth of saving an order)."""
     if order["status"] is not None:
-        census[f"status.{order['status']}"] += 1
+        census[f"status.{order['status']}"] += sign
     if order["retry"] is not None:
-        census["retry_pending"] += 1
-    census["parked"] += len(order["parked"])
+        census["retry_pending"] += sign
+    census["parked"] += sign * len(order["parked"])
     if order.get("stuck"):
-        census["stuck"] += 1
-    return census
+        census["stuck"] += sign
 
 
 Load = Callable[[int], "dict[str, Any] | None"]
@@ -80,8 +78,10 @@ class PartitionStats:
         """An order record was saved: move its census contribution from `before` to `after`."""
         self._restore(partition)
         census = self.census[partition]
-        census.update(_census_of(after))
-        census.subtract(_census_of(before))
+        if after is not None:
+            _count_in(census, after, 1)
+        if before is not None:
+            _count_in(census, before, -1)
         self.dirty.add(partition)
 
     def persisted(self, partition: int) -> dict[str, Any]:
