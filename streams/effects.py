@@ -6,11 +6,12 @@ Every request carries `Idempotency-Key: <event_id>` so a retried call is applied
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from typing import Any
 
 import aiohttp
+import orjson
+from yarl import URL
 
 from streams.core.outcomes import EffectResult, Outcome
 
@@ -47,6 +48,7 @@ class Effects:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}  # effect -> its URL, parsed once (yarl per call is costly)
 
     @property
     def enabled(self) -> bool:
@@ -60,11 +62,17 @@ class Effects:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
+                cookie_jar=aiohttp.DummyCookieJar(),  # an effects service sets no session for us
             )
-        body = json.dumps({"order_id": event["order_id"], "client_id": event["client_id"],
-                           "event_id": event["event_id"], "type": event["type"],
-                           "payload": event.get("payload") or {}})
-        url = f"{self.base_url}/{effect}"
+        body = orjson.dumps({"order_id": event["order_id"], "client_id": event["client_id"],
+                             "event_id": event["event_id"], "type": event["type"],
+                             "payload": event.get("payload") or {}})
+        url = self._urls.get(effect)
+        if url is None:
+            try:
+                url = self._urls[effect] = URL(f"{self.base_url}/{effect}")
+            except ValueError as exc:
+                return EffectResult(Outcome.TERMINAL, f"POST /{effect}: bad URL {exc}")
         try:
             async with self._session.post(
                 url, data=body,
