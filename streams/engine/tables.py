@@ -21,8 +21,10 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
+import orjson
 from faust.streams import current_event
 
+from streams.engine.changelog import encodes_as_table_json, table_json
 from streams.engine.context import delete_in_context, write_in_context
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,15 @@ class BufferedTable:
     # -- one key ---------------------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
-        """The value (unwritten changes first), read in the current event's partition."""
+        """The value (unwritten changes first), read in the current event's partition (a key's
+        changes are written in the partition of the event that made them)."""
         dirty = self._dirty.get(key) or self._writing.get(key)
         if dirty is not None:
             return dirty[1]
-        return self.table.get(key)
+        event = current_event()
+        if event is None:
+            return self.table.get(key)
+        return value_in_partition(self.table, key, event.message.partition)
 
     def put(self, key: str, value: Any) -> None:
         self._change(key, value)
@@ -232,13 +238,27 @@ def scan_table(table: Any, partition: int) -> Iterator[tuple[Any, Any]]:
 
 def value_in_partition(table: Any, key: str, partition: int) -> Any:
     """`table.get(key)` for a key of `partition` (its event's), in one RocksDB read: Faust's own
-    `get` reads twice for a key that is there (`in`, then the value) and raises for one that is not."""
+    `get` reads twice for a key that is there (`in`, then the value), and for a key that is not,
+    reads every partition's database (its key index knows only keys it saw)."""
     store = table.data
     db = store._dbs.get(partition) if hasattr(store, "_dbs") else None
     if db is None:  # the in-memory store of unit tests, or a partition not open here
         return table.get(key)
+    if _plain_json(table):  # Faust's codec, without its registry's lookups (engine/changelog.py)
+        raw = db.get(table_json(key))
+        return orjson.loads(raw) if raw is not None else None
     raw = db.get(store._encode_key(key))
     return store._decode_value(raw) if raw is not None else None
+
+
+_plain: dict[int, bool] = {}
+
+
+def _plain_json(table: Any) -> bool:
+    plain = _plain.get(id(table))
+    if plain is None:
+        plain = _plain[id(table)] = encodes_as_table_json(table.app, table)
+    return plain
 
 
 def active_value(table: Any, key: str, partitions: list[int]) -> Any:
