@@ -93,7 +93,9 @@ def published(args: argparse.Namespace, prefix: str) -> Iterator[tuple[Settings,
 
 
 def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Path, loop: str = "aio",
-                **extra: str) -> dict:
+                root: Path = ROOT, **extra: str) -> dict:
+    """Run `app` as a `faust worker` over the settings' topics, from the code in `root` (this
+    checkout, or an earlier commit's, bench/peers/run.py --before), timed by its commits."""
     logname = re.sub(r"[^A-Za-z0-9]+", "-", name.split(" (")[0]).strip("-") + f"-{loop}"
     group = f"bench-{logname}-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "KAFKA_BOOTSTRAP": settings.bootstrap, "ORDERFLOW_APP_ID": group,
@@ -101,14 +103,14 @@ def run_variant(name: str, app: str, settings: Settings, total: int, workdir: Pa
            "ORDERFLOW_DLQ_TOPIC": settings.dlq_topic, "ORDERFLOW_CHANGES_TOPIC": settings.changes_topic,
            "ORDERFLOW_PARTITIONS": str(settings.partitions),
            "ORDERFLOW_STATE_DIR": str(workdir / group), "ORDERFLOW_COMMIT_INTERVAL_S": "0.5",
-           "ORDERFLOW_SWEEP_INTERVAL_S": "5", "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT),
+           "ORDERFLOW_SWEEP_INTERVAL_S": "5", "ORDERFLOW_WEB_HOST": "127.0.0.1", "PYTHONPATH": str(root),
            **extra}
     port = free_port()
     env["BENCH_WEB_PORT"] = str(port)
     log = workdir / f"{logname}.log"
     proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app, "-L", loop, "worker", "-l", "warn",
                              "--web-port", str(port), "--web-host", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                            cwd=root, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return time_by_commits(name, proc, log, settings, group, total)
 
 

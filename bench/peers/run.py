@@ -1,7 +1,7 @@
 """Peers side by side, in one run, on one broker and one topic per workload.
 
     python bench/peers/run.py [--orders 40000] [--duplicates 0.0] [--effect-orders 3000]
-                              [--latency-ms 20] [--no-effects]
+                              [--latency-ms 20] [--no-effects] [--before COMMIT]
 
 CPU-bound (every order's five lifecycle events, 8 partitions, no effects): the Python ceiling
 (confluent-kafka consume + `json.loads`), a bare Faust agent (decode only), the orderflow worker,
@@ -9,6 +9,11 @@ and Quix Streams doing orderflow's per-order work (bench/peers/quix_app.py: the 
 state machine, RocksDB state with its changelog, dedup by event id, parking, history).
 Effect-bound (`--effect-orders` orders of five events, one `shipments` effect per order through
 `orderflow gateway` at `--latency-ms`): orderflow with its default lanes, and Quix Streams.
+
+With `--before COMMIT`, the orderflow worker of that commit (its files as `git archive` gives
+them, run with this machine's packages) runs the CPU-bound workload too, right after today's, so
+a speed-up is a ratio measured in one run (issue 13 measures against 72571f5, the code it was
+filed on).
 
 Each peer runs as its own process with a fresh consumer group and is timed from its first
 committed offset to its commits covering the topic (the ceiling, a second's work, times itself).
@@ -116,6 +121,24 @@ def quix(python: Path, settings: Settings, total: int, workdir: Path, name: str,
     return time_by_commits(name, proc, log, settings, group, total)
 
 
+def checkout(commit: str, into: Path) -> tuple[str, Path]:
+    """The files of `commit` (`git archive`) in `into`: (its short id, the directory)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", f"{commit}^{{commit}}"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"--before {commit}: not a commit of this repository") from None
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", sha], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    say(f"the orderflow of {sha} is in {into}")
+    return sha, into
+
+
+def before_name(before: tuple[str, Path]) -> str:
+    return f"orderflow worker of {before[0]}"
+
+
 def versions(python: Path) -> str:
     quix_version = subprocess.run([str(python), "-c", "import quixstreams; print(quixstreams.__version__)"],
                                   capture_output=True, text=True, check=True).stdout.strip()
@@ -132,6 +155,8 @@ def main() -> None:
     parser.add_argument("--effect-orders", type=int, default=3_000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--no-effects", action="store_true", help="only the CPU-bound workload")
+    parser.add_argument("--before", metavar="COMMIT", default="",
+                        help="also run the orderflow worker of this commit on the CPU-bound workload")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md",
                         help="the Markdown file the table is appended to")
     parser.add_argument("--plot", type=Path, default=HERE / "peers.png", help="the PNG to draw")
@@ -140,6 +165,7 @@ def main() -> None:
         parser.error("at least 1000 orders, and a duplicate share in [0, 1)")
     python = peers_python()
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-peers-"))
+    before = checkout(args.before, workdir / "before") if args.before else None
     broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
     broker.start()
     gateway = None
@@ -152,6 +178,9 @@ def main() -> None:
             run_variant("orderflow worker", "streams.app", cpu, total, workdir),
             quix(python, cpu, total, workdir, "Quix Streams, the same per-order work"),
         ]
+        if before is not None:
+            results.append(run_variant(before_name(before), "streams.app", cpu, total, workdir,
+                                       root=before[1]))
         effect_results: list[dict] = []
         if not args.no_effects:
             port = free_port()
@@ -191,6 +220,9 @@ def write(results: list[dict], effect_results: list[dict], args: argparse.Namesp
         *[f"| {r['name']} | {r['events']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} | {r['cpu_us']:.0f} | "
           f"{ours['rate'] / r['rate']:.2f}x |" for r in results],
     ]
+    earlier = [r for r in results if r["name"].startswith("orderflow worker of ")]
+    lines += [f"\nThis orderflow against the {r['name']}: {ours['rate'] / r['rate']:.2f}x the events/s, "
+              f"{ours['cpu_us'] / r['cpu_us']:.2f}x the CPU per event." for r in earlier]
     if effect_results:
         lanes_allow = Settings().lanes / (args.latency_ms / 1000)
         lines += [

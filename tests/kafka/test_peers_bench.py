@@ -14,7 +14,7 @@ from tests.workers import ROOT
 def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> None:
     results, plot = tmp_path / "RESULTS.md", tmp_path / "peers.png"
     done = subprocess.run([sys.executable, "bench/peers/run.py", "--orders", "2000", "--effect-orders", "300",
-                           "--results", str(results), "--plot", str(plot)],
+                           "--before", "HEAD", "--results", str(results), "--plot", str(plot)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = results.read_text().splitlines()
@@ -22,7 +22,13 @@ def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> 
             if line.startswith("| ") and not line.startswith("| system")}
     for peer in ("confluent-kafka consume + json.loads (the Python ceiling)", "bare Faust agent, decode only",
                  "orderflow worker", "Quix Streams, the same per-order work", "orderflow worker, 64 lanes",
-                 "Quix Streams (synchronous calls)"):
+                 "Quix Streams (synchronous calls)", f"orderflow worker of {head()}"):
         assert float(rows[peer].replace(",", "")) > 0, (peer, rows)
+    assert f"This orderflow against the orderflow worker of {head()}:" in results.read_text()
     assert plot.read_bytes().startswith(b"\x89PNG")
     print("\n" + results.read_text())
+
+
+def head() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
