@@ -30,7 +30,7 @@ import orjson
 
 from streams.core.machine import Order
 from streams.engine.changelog import table_json
-from streams.engine.context import current_event, delete_in_context, write_in_context
+from streams.engine.context import current_event, write_changes
 from streams.engine.tables import SLICE, WriteSteps, active_value, drive, value_in_partition
 
 
@@ -108,20 +108,24 @@ class OrderStore:
 
     def _write(self, dirty: dict[str, tuple[Any, Order | None]]) -> WriteSteps:
         failed = False
+        items = list(dirty.items())
         try:
-            for n, (order_id, (event, order)) in enumerate(dirty.items(), start=1):
-                if not self._is_current(event):
-                    self._cache.pop(order_id, None)  # a change from before a rebalance: redone
-                    continue
-                encoded = table_json(order) if order is not None else None  # once: table and cache
-                done = (write_in_context(self.table, order_id, event, order, encoded)
-                        if order is not None else delete_in_context(self.table, order_id, event))
-                if not done:
-                    failed = True
-                    self._dirty.setdefault(order_id, (event, order))  # unless changed since
-                elif encoded is not None:
-                    self._remember(order_id, event.message.partition, encoded)
-                if n % SLICE == 0:
+            for start in range(0, len(items), SLICE):
+                changes: list[tuple[str, Any, Order | None, bytes | None]] = []
+                for order_id, (event, order) in items[start:start + SLICE]:
+                    if not self._is_current(event):
+                        self._cache.pop(order_id, None)  # a change from before a rebalance: redone
+                        continue
+                    # encoded once, for the table and the cache
+                    changes.append((order_id, event, order, table_json(order) if order is not None else None))
+                for (order_id, event, order, encoded), done in zip(
+                        changes, write_changes(self.table, changes), strict=True):
+                    if not done:
+                        failed = True
+                        self._dirty.setdefault(order_id, (event, order))  # unless changed since
+                    elif encoded is not None:
+                        self._remember(order_id, event.message.partition, encoded)
+                if start + SLICE < len(items):
                     yield
         finally:
             self._writing = {}

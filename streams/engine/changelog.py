@@ -83,6 +83,34 @@ class ChangelogWriter:
         store.put_local(partition, key_bytes, encoded)
         self._send(table, store, partition, key_bytes, encoded)
 
+    def write(self, table: Any, changes: list[tuple[Any, int, Any, bytes | None]]) -> None:
+        """Many `(key, partition, value or None to delete, encoded or None)` at once: the local
+        writes first, one RocksDB write batch per partition, then their changelog records (a
+        delete only for a key that is there)."""
+        store: RocksStore = table.data
+        plain = self._plain_json(table)
+        batches: dict[int, Any] = {}
+        records: list[tuple[int, bytes, bytes | None]] = []
+        for key, partition, value, encoded in changes:
+            key_bytes = self._dumps_key(table, key)
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = store.local_batch()
+            if value is None:
+                if store.has_local(partition, key_bytes):
+                    batch.delete(key_bytes)
+                    records.append((partition, key_bytes, None))
+                continue
+            if encoded is None or not plain:
+                encoded = table_json(value) if plain else self._app.serializers.dumps_value(
+                    table.value_type, value, serializer=table.value_serializer)
+            batch.put(key_bytes, encoded)
+            records.append((partition, key_bytes, encoded))
+        for partition, batch in batches.items():
+            store.write_local(partition, batch)
+        for partition, key_bytes, record in records:
+            self._send(table, store, partition, key_bytes, record)
+
     def delete(self, table: Any, key: Any, partition: int) -> None:
         """Remove the key and write its tombstone (nothing when the key is not there)."""
         key_bytes = self._dumps_key(table, key)

@@ -21,7 +21,7 @@ from faust.streams import current_event as _faust_current_event
 from streams.engine.changelog import ChangelogWriter
 
 __all__ = ["current_event", "delete_in_context", "detached", "install_writer", "set_current",
-           "write_in_context"]
+           "write_changes", "write_in_context"]
 
 _writer: ChangelogWriter | None = None
 
@@ -68,6 +68,18 @@ def write_in_context(table: Any, key: str, event: Any, value: Any, encoded: byte
     finally:
         _current_event.reset(token)  # the caller's own current event is left as it was
     return True
+
+
+def write_changes(table: Any, changes: list[tuple[str, Any, Any, bytes | None]]) -> list[bool]:
+    """Each `(key, event, value or None to delete it, encoded value or None)` in its event's
+    changelog partition, the local writes of the call batched per partition when the writer
+    handles the table; per change, whether it was written (see `write_in_context`)."""
+    if _writer is not None and _writer.handles(table):
+        _writer.write(table, [(key, event.message.partition, value, encoded)
+                              for key, event, value, encoded in changes])
+        return [True] * len(changes)
+    return [write_in_context(table, key, event, value, encoded) if value is not None
+            else delete_in_context(table, key, event) for key, event, value, encoded in changes]
 
 
 def delete_in_context(table: Any, key: str, event: Any) -> bool:

@@ -114,6 +114,19 @@ class Store(FaustRocksDBStore):
         self._key_index[key] = partition
         self._db_for_partition(partition).put(key, value)
 
+    def local_batch(self) -> rocksdict.WriteBatch:
+        """An empty write batch for `write_local` (the databases are opened in raw mode)."""
+        return rocksdict.WriteBatch(raw_mode=True)
+
+    def write_local(self, partition: int, batch: rocksdict.WriteBatch) -> None:
+        """Many puts and deletes of one partition in one RocksDB write (a put at a time cost about
+        twice as much per record). Faust's key index is not told: it is a cache of where keys are,
+        and a key it does not know is looked for in every partition."""
+        self._db_for_partition(partition).write(batch)
+
+    def has_local(self, partition: int, key: bytes) -> bool:
+        return self._db_for_partition(partition).get(key) is not None
+
     def delete_local(self, partition: int, key: bytes) -> bool:
         """Remove `key` from the partition's database; False when it was not there."""
         db = self._db_for_partition(partition)

@@ -25,7 +25,7 @@ import orjson
 from faust.streams import current_event
 
 from streams.engine.changelog import encodes_as_table_json, table_json
-from streams.engine.context import delete_in_context, write_in_context
+from streams.engine.context import write_changes
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +118,23 @@ class BufferedTable:
 
     def _write(self, dirty: dict[str, tuple[Any, Any]]) -> WriteSteps:
         failed = False
+        items = list(dirty.items())
         try:
-            for n, (key, (event, value)) in enumerate(dirty.items(), start=1):
-                if not self._is_current(event):
-                    self.stale_dropped += 1
-                    continue
-                done = (write_in_context(self.table, key, event, value) if value is not Deleted
-                        else delete_in_context(self.table, key, event))
-                if not done:
-                    failed = True
-                    if key not in self._dirty:
-                        self._dirty[key] = (event, value)
-                        self._parts.setdefault(event.message.partition, set()).add(key)
-                if n % SLICE == 0:
+            for start in range(0, len(items), SLICE):
+                changes: list[tuple[str, Any, Any, bytes | None]] = []
+                for key, (event, value) in items[start:start + SLICE]:
+                    if not self._is_current(event):
+                        self.stale_dropped += 1
+                        continue
+                    changes.append((key, event, value, None))  # a value of Deleted (None) deletes
+                for (key, event, value, _), done in zip(changes, write_changes(self.table, changes),
+                                                        strict=True):
+                    if not done:
+                        failed = True
+                        if key not in self._dirty:
+                            self._dirty[key] = (event, value)
+                            self._parts.setdefault(event.message.partition, set()).add(key)
+                if start + SLICE < len(items):
                     yield
         finally:
             self._writing, self._writing_parts = {}, {}

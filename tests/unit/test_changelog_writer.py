@@ -23,11 +23,34 @@ TOPIC = "app-orders-changelog"
 
 
 class FakeDB(dict[bytes, bytes]):
+    writes = 0  # RocksDB writes (a put, a delete or a batch)
+
     def put(self, key: bytes, value: bytes) -> None:
+        self.writes += 1
         self[key] = value
 
     def delete(self, key: bytes) -> None:
+        self.writes += 1
         self.pop(key, None)
+
+    def write(self, batch: FakeBatch) -> None:
+        self.writes += 1
+        for key, value in batch.ops:
+            if value is None:
+                self.pop(key, None)
+            else:
+                self[key] = value
+
+
+@dataclass
+class FakeBatch:
+    ops: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self.ops.append((key, None))
 
 
 class FakeStore(Store):
@@ -40,6 +63,9 @@ class FakeStore(Store):
 
     def _open_for_partition(self, partition: int) -> FakeDB:  # type: ignore[override]
         return FakeDB()
+
+    def local_batch(self) -> FakeBatch:  # type: ignore[override]
+        return FakeBatch()
 
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
         self.persisted[tp.partition] = offset
@@ -209,3 +235,21 @@ def test_a_table_with_another_codec_goes_through_fausts_serializers(setup: Any) 
     writer.put(table, "o1", 0, {"v": 1}, encoded=b"ignored")
     asyncio.run(writer.flush())
     assert producer.log == [(0, b'"o1"', b'{"v": 1}')]
+
+
+def test_a_slice_of_changes_is_one_local_write_per_partition_before_its_records(setup: Any) -> None:
+    """`write`: each partition's puts and deletes in one RocksDB write, every record produced after
+    the local writes (the fake producer checks the store has it), a tombstone only for a key that
+    was there."""
+    writer, table, producer = setup
+    writer.put(table, "old", 1, {"v": 0})
+    writes_before = table.data._dbs[1].writes
+    writer.write(table, [("a", 0, {"v": 1}, None), ("b", 0, {"v": 2}, b'{"v":2}'), ("old", 1, None, None),
+                         ("never", 1, None, None), ("c", 1, {"v": 3}, None)])
+    asyncio.run(writer.flush())
+    assert table.data._dbs[0] == {b'"a"': b'{"v":1}', b'"b"': b'{"v":2}'}
+    assert table.data._dbs[1] == {b'"c"': b'{"v":3}'}
+    assert table.data._dbs[0].writes == 1 and table.data._dbs[1].writes == writes_before + 1
+    assert [(p, k, v) for p, k, v in producer.log][1:] == [
+        (0, b'"a"', b'{"v":1}'), (0, b'"b"', b'{"v":2}'), (1, b'"old"', None), (1, b'"c"', b'{"v":3}')]
+    assert table.data.persisted == {0: 1, 1: 2}
