@@ -108,7 +108,8 @@ class Lanes:
                            for i, q in enumerate(self._queues)]
 
     async def submit(self, order_id: str, event: Any, job: Job, done: Callable[[], None]) -> None:
-        """Queue a job; waits only while `in_flight` jobs are (backpressure on the partitions)."""
+        """Run the job now if its lane is idle (eager), else queue it behind the lane's jobs; waits
+        only while `in_flight` jobs are queued or running (backpressure on the partitions)."""
         self.start()
         await self._room.acquire()
         lane = lane_of(order_id, self.size)
