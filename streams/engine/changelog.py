@@ -76,38 +76,33 @@ class ChangelogWriter:
     def put(self, table: Any, key: Any, partition: int, value: Any, encoded: bytes | None = None) -> None:
         """Write `value` (`encoded`: its bytes as `table_json` made them, when the caller has them)."""
         key_bytes = self._dumps_key(table, key)
-        if encoded is None or not self._plain_json(table):
-            encoded = (table_json(value) if self._plain_json(table) else self._app.serializers.dumps_value(
-                table.value_type, value, serializer=table.value_serializer))
+        value_bytes = self._dumps_value(table, value, encoded)
         store: RocksStore = table.data
-        store.put_local(partition, key_bytes, encoded)
-        self._send(table, store, partition, key_bytes, encoded)
+        store.put_local(partition, key_bytes, value_bytes)
+        self._send(table, store, partition, key_bytes, value_bytes)
 
     def write(self, table: Any, changes: list[tuple[Any, int, Any, bytes | None]]) -> None:
         """Many `(key, partition, value or None to delete, encoded or None)` at once: the local
         writes first, one RocksDB write batch per partition, then their changelog records (a
         delete only for a key that is there)."""
         store: RocksStore = table.data
-        plain = self._plain_json(table)
         batches: dict[int, Any] = {}
         records: list[tuple[int, bytes, bytes | None]] = []
         for key, partition, value, encoded in changes:
             key_bytes = self._dumps_key(table, key)
+            record = None if value is None else self._dumps_value(table, value, encoded)
+            if record is None and not store.has_local(partition, key_bytes):
+                continue  # nothing to delete: no tombstone
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = store.local_batch()
-            if value is None:
-                if store.has_local(partition, key_bytes):
-                    batch.delete(key_bytes)
-                    records.append((partition, key_bytes, None))
-                continue
-            if encoded is None or not plain:
-                encoded = table_json(value) if plain else self._app.serializers.dumps_value(
-                    table.value_type, value, serializer=table.value_serializer)
-            batch.put(key_bytes, encoded)
-            records.append((partition, key_bytes, encoded))
+            if record is None:
+                batch.delete(key_bytes)
+            else:
+                batch.put(key_bytes, record)
+            records.append((partition, key_bytes, record))
         for partition, batch in batches.items():
-            store.write_local(partition, batch)
+            store.write_local(partition, batch, [k for p, k, r in records if p == partition and r is None])
         for partition, key_bytes, record in records:
             self._send(table, store, partition, key_bytes, record)
 
@@ -123,6 +118,12 @@ class ChangelogWriter:
         if plain is None:
             plain = self._plain[table.name] = encodes_as_table_json(self._app, table)
         return plain
+
+    def _dumps_value(self, table: Any, value: Any, encoded: bytes | None) -> bytes:
+        if self._plain_json(table):
+            return encoded if encoded is not None else table_json(value)
+        return bytes(self._app.serializers.dumps_value(table.value_type, value,
+                                                       serializer=table.value_serializer))
 
     def _dumps_key(self, table: Any, key: Any) -> bytes:
         if self._plain_json(table):

@@ -12,7 +12,7 @@ Registered as the `orderflow-rocksdb://` store (streams/app.py); Faust's own sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from typing import Any
 
 import rocksdict
@@ -118,11 +118,14 @@ class Store(FaustRocksDBStore):
         """An empty write batch for `write_local` (the databases are opened in raw mode)."""
         return rocksdict.WriteBatch(raw_mode=True)
 
-    def write_local(self, partition: int, batch: rocksdict.WriteBatch) -> None:
-        """Many puts and deletes of one partition in one RocksDB write (a put at a time cost about
-        twice as much per record). Faust's key index is not told: it is a cache of where keys are,
-        and a key it does not know is looked for in every partition."""
+    def write_local(self, partition: int, batch: rocksdict.WriteBatch, deleted: Iterable[bytes] = ()) -> None:
+        """Many puts and deletes (`deleted`: their keys) of one partition in one RocksDB write (a
+        put at a time cost about twice as much per record). Faust's key index, a cache of which
+        partition holds a key, forgets the deleted keys and is not told of the others: a key it does
+        not know is looked for in the current event's partition, or in every one."""
         self._db_for_partition(partition).write(batch)
+        for key in deleted:
+            self._key_index.pop(key, None)
 
     def has_local(self, partition: int, key: bytes) -> bool:
         return self._db_for_partition(partition).get(key) is not None
