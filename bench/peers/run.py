@@ -135,10 +135,6 @@ def checkout(commit: str, into: Path) -> tuple[str, Path]:
     return sha, into
 
 
-def before_name(before: tuple[str, Path]) -> str:
-    return f"orderflow worker of {before[0]}"
-
-
 def versions(python: Path) -> str:
     quix_version = subprocess.run([str(python), "-c", "import quixstreams; print(quixstreams.__version__)"],
                                   capture_output=True, text=True, check=True).stdout.strip()
@@ -179,8 +175,8 @@ def main() -> None:
             quix(python, cpu, total, workdir, "Quix Streams, the same per-order work"),
         ]
         if before is not None:
-            results.append(run_variant(before_name(before), "streams.app", cpu, total, workdir,
-                                       root=before[1]))
+            results.append(run_variant(f"orderflow worker of {before[0]}", "streams.app", cpu, total,
+                                       workdir, root=before[1]))
         effect_results: list[dict] = []
         if not args.no_effects:
             port = free_port()
