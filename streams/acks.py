@@ -20,13 +20,16 @@ class FlushThenAck:
     """`before_flush(batch)` runs right before each flush, in the same step as taking the batch
     (the order store writes its changed orders there, so they are in the flush that acks their
     events). When it returns False, nothing of the batch is acked and the batch is tried again
-    later. `after_flush` runs once the flush delivered everything."""
+    later. `after_flush` runs once the flush delivered everything; `ack` acks a list of events
+    (by default, each by its `ack()`)."""
 
     def __init__(self, flush: Callable[[], Awaitable[Any]], interval_s: float = 0.02,
                  before_flush: Callable[[list[Any]], Awaitable[bool]] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
-                 after_flush: Callable[[], None] | None = None) -> None:
+                 after_flush: Callable[[], None] | None = None,
+                 ack: Callable[[list[Any]], None] | None = None) -> None:
         self._flush = flush
+        self._ack = ack if ack is not None else _ack_each
         self._is_current = is_current
         self._before_flush = before_flush
         self._after_flush = after_flush
@@ -55,6 +58,10 @@ class FlushThenAck:
             await self._flush()
             if self._after_flush is not None:
                 self._after_flush()
-            for event in batch:
-                if self._is_current(event):  # never ack an event fetched before a rebalance
-                    event.ack()
+            # never ack an event fetched before a rebalance
+            self._ack([event for event in batch if self._is_current(event)])
+
+
+def _ack_each(events: list[Any]) -> None:
+    for event in events:
+        event.ack()

@@ -38,6 +38,7 @@ from streams.core.stats import PartitionStats
 from streams.effects import Effects
 from streams.engine.changelog import ChangelogWriter
 from streams.engine.context import current_event, detached, install_writer, write_in_context
+from streams.engine.delivery import ack_all
 from streams.engine.gaps import GapGuard
 from streams.engine.supervision import is_ready, stop_worker
 from streams.engine.tables import BufferedTable, drive_paced
@@ -109,7 +110,8 @@ class OrderWorker:
             send_change=self._send_change if settings.changes_topic else lambda _record: None,
         )
         self.acks = FlushThenAck(self._flush_all, before_flush=self._before_flush,
-                                 is_current=is_current, after_flush=lambda: self.stats.flushed())
+                                 is_current=is_current, after_flush=lambda: self.stats.flushed(),
+                                 ack=lambda events: ack_all(app.consumer, events))
         self.gaps = GapGuard(config, settings.app_id)
 
     def lag(self) -> dict[tuple[str, int], int]:

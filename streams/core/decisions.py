@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from streams.core import machine as m
@@ -51,8 +52,9 @@ class Policy:
     release_parked_on_failure: bool = True
     finished_retention_s: float = 0.0  # 0: finished orders are kept forever
 
-    @property
+    @cached_property
     def timing(self) -> m.Timing:
+        """Made once: it is read for every order saved (a policy does not change in a worker)."""
         return m.Timing(self.park_timeout_s, self.finished_retention_s, self.retention_s)
 
 

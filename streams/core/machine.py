@@ -21,9 +21,9 @@ a timed look: its entry in the time-ordered index, streams/index.py).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
 
 from streams.core.lifecycle import Lifecycle, StatusTimeout, Transition
@@ -103,9 +103,20 @@ class Limits:
     parked: int = 20
 
 
-@lru_cache(maxsize=64)  # one event stamps its history entry and the order with the same time
+_stamped: list[Any] = [None, ""]  # the last millisecond formatted, and its text
+
+
 def rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time to the millisecond, as the contract writes it. Events processed within one
+    millisecond (a dozen at full speed) share the text: formatting a datetime cost 2.5% of a
+    worker's CPU."""
+    fraction, whole = math.modf(epoch)  # as datetime rounds to the microsecond, then truncates
+    ms = int(whole) * 1000 + round(fraction * 1_000_000) // 1000
+    if ms != _stamped[0]:
+        _stamped[0] = ms
+        _stamped[1] = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") \
+            .replace("+00:00", "Z")
+    return str(_stamped[1])
 
 
 def parse_time(text: str) -> float | None:

@@ -54,6 +54,19 @@ class Delivered:
         return bool(self.message.ack(self._consumer))
 
 
+def ack_all(consumer: Any, events: list[Any]) -> None:
+    """Ack finished events in one step: `Delivered` ones through the consumer's `ack_delivered`
+    (transport.Consumer), anything else standing in for one (a `gaps.FilledGap`) by its own ack."""
+    messages = []
+    for event in events:
+        if type(event) is Delivered:
+            messages.append(event.message)
+        else:
+            event.ack()
+    if messages:
+        consumer.ack_delivered(messages)
+
+
 class Inbox:
     """The fetched messages of `topics`, a list per fetch, in each partition's order."""
 

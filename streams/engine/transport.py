@@ -43,6 +43,8 @@ import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from streams.engine.delivery import MAX_BATCH, Delivered, Inbox
 from streams.engine.fetches import gather_fetches
@@ -209,6 +211,33 @@ class Consumer(driver.Consumer):
         else:
             self.log.info("every event in flight finished; committing")
         await self.commit_and_end_transactions()
+
+    def ack_delivered(self, messages: list[Any]) -> None:
+        """Faust's ack (`Message.ack`, then `Consumer.ack`) of many messages the drain loop
+        delivered, in one step under Faust's lock: the same bookkeeping, without three nested
+        calls and two lock acquisitions per message (3% of a worker's CPU). As every ack here
+        (streams/engine/gaps.py), a message the loop did not deliver (not `tracked`) is not acked;
+        one still referenced by Faust's own channels (never ours) is acked the usual way."""
+        committed_offsets, acked_index, acked = self._committed_offset, self._acked_index, self._acked
+        unacked = self._unacked_messages
+        with ack_lock:
+            try:
+                for message in messages:
+                    if message.acked or not message.tracked:
+                        continue
+                    if message.refcount:
+                        message.ack(self)
+                        continue
+                    message.acked = True
+                    tp, offset = message.tp, message.offset
+                    committed = committed_offsets[tp]
+                    if (committed is None or offset >= committed) and offset not in acked_index[tp]:
+                        unacked.discard(message)
+                        acked_index[tp].add(offset)
+                        acked[tp].append(offset)
+                        self._n_acked += 1
+            finally:
+                notify(self._waiting_for_ack)
 
     def _filter_committable_offsets(self, tps: Any) -> dict[TP, int]:
         """Faust's offsets to commit, each capped below its partition's first message in flight."""

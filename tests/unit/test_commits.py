@@ -10,6 +10,7 @@ import faust
 import pytest
 from faust.types import TP
 
+from streams.engine.delivery import Delivered, ack_all
 from streams.engine.gaps import FilledGap
 from streams.engine.transport import Consumer, Transport
 
@@ -26,6 +27,7 @@ class Message:
         self.generation_id = generation_id
         self.acked = False
         self.tracked = True
+        self.refcount = 0
 
 
 @pytest.fixture
@@ -87,4 +89,32 @@ def test_offsets_the_gap_guard_filled_are_committed_with_the_event_that_revealed
     event = SimpleNamespace(message=revealing, ack=lambda: consumer.ack(revealing))  # type: ignore[arg-type]
     assert _commit(consumer) is None
     FilledGap(event, consumer, range(10, 15)).ack()
+    assert _commit(consumer) == 16
+
+
+def test_events_acked_together_commit_as_if_acked_one_by_one(consumer: Consumer) -> None:
+    """The ack loop acks each flush's events in one step (`ack_all`): the same commits as Faust's
+    ack per message, the first event in flight still holding them back."""
+    slow, *fast = _deliver(consumer, 10, 11, 12, 13)
+    ack_all(consumer, [Delivered(message, consumer) for message in fast])
+    assert _commit(consumer) is None, "offset 10 is still being processed: a crash must redo it"
+    assert all(message.acked for message in fast) and consumer._n_acked == 3
+    ack_all(consumer, [Delivered(slow, consumer), Delivered(fast[0], consumer)])  # acked twice: once
+    assert _commit(consumer) == 14 and consumer._n_acked == 4
+    assert not consumer._unacked_messages, "a graceful stop waits for nothing acked"
+
+
+def test_a_message_the_drain_loop_did_not_deliver_is_not_acked_in_a_batch_either(consumer: Consumer) -> None:
+    """As every ack (streams/engine/gaps.py): skipped in a rebalance, it must be fetched again."""
+    first, skipped = _deliver(consumer, 10, 11)
+    skipped.tracked = False
+    ack_all(consumer, [Delivered(first, consumer), Delivered(skipped, consumer)])
+    assert not skipped.acked
+    assert _commit(consumer) == 11
+
+
+def test_a_filled_gap_in_a_batch_is_acked_with_its_offsets(consumer: Consumer) -> None:
+    before, revealing = _deliver(consumer, 10, 15)
+    event = SimpleNamespace(message=revealing, ack=lambda: consumer.ack(revealing))  # type: ignore[arg-type]
+    ack_all(consumer, [Delivered(before, consumer), FilledGap(event, consumer, range(11, 15))])
     assert _commit(consumer) == 16

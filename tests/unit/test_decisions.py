@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core import machine as m
 from streams.core.deadletters import Source
 from streams.core.decisions import Answer, CallEffect, Decider, Decision, Policy, drive
 from streams.core.lifecycle import DEFAULT
@@ -113,3 +119,15 @@ def test_a_settled_order_carries_its_next_due_time() -> None:
     # timed work that would leave it due at once is looked at again a second later
     again = DECIDER.settled(parked, NOW + 61, not_before=NOW + 61)
     assert again is not None and again[0]["due_at"] == NOW + 62 and again[1]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False)
+       | st.builds(lambda ms, off: ms / 1000 + off, st.integers(0, 4 * 10**12),  # and times about
+                   st.sampled_from([-6e-7, -5e-7, -4e-7, 4e-7, 5e-7, 6e-7])))  # half a µs off a ms
+def test_times_are_written_as_datetime_writes_them(epoch: float) -> None:
+    """The formatted time is shared within a millisecond (`rfc3339`): it must be the text datetime
+    gives for every time in it, rounding at the microsecond as datetime does."""
+    expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert m.rfc3339(epoch) == expected
+    assert m.rfc3339(epoch) == expected  # the second time from the shared text
