@@ -6,10 +6,15 @@ current-event context set to the Kafka event it serves, so table writes go to th
 changelog partition. The job's `done` callback acks the event: Faust commits a partition's offset
 only up to the first event not yet acked, so a crash never skips an unfinished event.
 
-A lane runs one job per turn of the event loop. A job that awaits nothing (no effect to call)
-finishes without yielding, and a lane with a backlog would otherwise run its whole queue in one
-step: the 64 lanes then held each turn for a whole batch of events (about 100 ms), and an HTTP
-request, which needs a few turns, waited for several of them (`/health` took 300 ms).
+A lane with a backlog runs its queued jobs back to back only while the current turn of the event
+loop has run less than `BACKLOG_TURN_S` (2 ms, the agent's own `LoopTurn` budget), then one job
+per turn. A job that awaits nothing (no effect to call) finishes without yielding, and a lane
+would otherwise run its whole queue in one step: the 64 lanes then held each turn for a whole batch
+of events (about 100 ms), and an HTTP request, which needs a few turns, waited for several of them
+(`/health` took 300 ms). Strictly one job per turn cost the effect-bound case instead: behind an
+order waiting for its effect, every later job of its lane waited a whole turn (all the lanes' jobs,
+the agent's share, a flush slice), so a lane spent less of its time waiting on effects (5% more
+effects/s with the budget, bench/RESULTS.md, 2026-12-04).
 
 The jobs in flight are bounded over all lanes (2,048): every one is an event each garbage
 collection walks, and with 256 per lane a million orders' backlog made those collections, and so
@@ -42,6 +47,9 @@ from streams.engine.context import set_current
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+
+#: how long a turn of the loop may have run for a lane to start its next queued job in it
+BACKLOG_TURN_S = 0.002
 
 
 def lane_of(order_id: str, lanes: int) -> int:
@@ -88,7 +96,8 @@ class Lanes:
     def __init__(self, lanes: int, in_flight: int = 2048,
                  on_error: Callable[[BaseException], None] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
-                 turn_budget_s: float = 0.0, eager: bool = True) -> None:
+                 turn_budget_s: float = 0.0, eager: bool = True,
+                 backlog_turn_s: float = BACKLOG_TURN_S) -> None:
         self.size = lanes
         self.share = TurnShare(turn_budget_s)
         self.eager = eager  # start a job at once when its lane is idle (see the module docstring)
@@ -99,6 +108,7 @@ class Lanes:
         self._running = [False] * lanes  # a lane's task is between taking a job and finishing it
         self._room = asyncio.Semaphore(in_flight)
         self._tasks: list[asyncio.Task[None]] = []
+        self._backlog_turn = TurnShare(backlog_turn_s)  # see the module docstring
         self._on_error = on_error
         self._is_current = is_current  # False for an event fetched before the last rebalance
 
@@ -170,8 +180,8 @@ class Lanes:
             finally:
                 self._running[lane] = False
                 queue.task_done()
-            if not queue.empty():
-                await asyncio.sleep(0)  # one job per turn (see the module's docstring)
+            if not queue.empty() and (self._backlog_turn.budget_s <= 0 or self._backlog_turn.spent()):
+                await asyncio.sleep(0)  # the turn has run its budget: the next job in the next
 
     async def _run_one(self, event: Any, job: Job, done: Callable[[], None]) -> None:
         started = isinstance(job, _Resumed)  # begun eagerly: finished whatever came since

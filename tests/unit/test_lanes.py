@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from streams.engine.stalls import LoopTurn
-from streams.lanes import Lanes, lane_of
+from streams.lanes import BACKLOG_TURN_S, Lanes, lane_of
 
 
 def test_one_orders_jobs_run_in_submission_order_and_each_is_acked() -> None:
@@ -77,28 +77,36 @@ class TurnCounter:
         self._task.cancel()
 
 
-def test_a_lane_with_a_backlog_lets_the_loop_turn_between_its_jobs() -> None:
-    """Queued jobs that await nothing (no effect) must not run back to back in one step: a web
-    request waiting for its turn would wait for the whole backlog. (Jobs queue when their lane is
-    busy; `eager=False` queues every one, as a backlog behind a waiting job is.)"""
-    turns_seen: list[int] = []
+def test_a_lane_with_a_backlog_lets_the_loop_turn_once_the_turn_has_run_its_budget() -> None:
+    """Queued jobs that await nothing (no effect) must not run back to back for long: a web
+    request waiting for its turn would wait for the whole backlog. They run together only while
+    the turn is young (2 ms): jobs of 1 ms let the loop turn at least every third job, jobs of
+    nothing run many to a turn. (Jobs queue when their lane is busy; `eager=False` queues every
+    one, as a backlog behind a waiting job is.)"""
 
-    async def main() -> None:
-        lanes = Lanes(1, eager=False)
+    async def main(job_s: float, backlog_turn_s: float = BACKLOG_TURN_S) -> list[int]:
+        turns_seen: list[int] = []
+        lanes = Lanes(1, eager=False, backlog_turn_s=backlog_turn_s)
         counter = TurnCounter()
         done = asyncio.Event()
         for n in range(100):
             async def job() -> None:
                 turns_seen.append(counter.turns)
+                _busy(job_s)
             await lanes.submit("o1", None, job, done.set if n == 99 else lambda: None)
         await done.wait()
         counter.stop()
         await lanes.stop()
+        return turns_seen
 
-    asyncio.run(main())
-    assert len(turns_seen) == 100
-    # the other task ran between every two jobs
-    assert all(later > earlier for earlier, later in itertools.pairwise(turns_seen))
+    slow = asyncio.run(main(0.001))
+    assert len(slow) == 100
+    assert all(later > earlier for earlier, later in zip(slow, slow[3:], strict=False)), \
+        "three jobs of 1 ms ran in one turn of a 2 ms budget"
+    quick = asyncio.run(main(0.0))
+    assert len(set(quick)) < 50, "jobs that cost nothing ran one to a turn"
+    strict = asyncio.run(main(0.0, backlog_turn_s=0))
+    assert all(later > earlier for earlier, later in itertools.pairwise(strict))
 
 
 def test_loop_turn_yields_only_once_its_budget_is_spent() -> None:
@@ -135,7 +143,7 @@ def test_lanes_with_backlogs_stop_starting_jobs_once_the_turn_has_run_its_budget
     per_turn: dict[int, int] = {}
 
     async def main(budget_s: float) -> None:
-        lanes = Lanes(8, turn_budget_s=budget_s, eager=False)
+        lanes = Lanes(8, turn_budget_s=budget_s, eager=False, backlog_turn_s=0)  # one job a turn
         counter = TurnCounter()
         orders = [next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 8) == lane)
                   for lane in range(8)]
