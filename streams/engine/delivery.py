@@ -5,9 +5,10 @@ Faust's conductor turns every fetched message into an `Event` for each subscribe
 asyncio lock, the flow-control and producer-buffer waits, a decode through the topic's schema, a
 queue put, then the stream's (or our former `batches`') get and bookkeeping, several loop turns per
 message. For the topics of an `Inbox` the drain loop (`transport.Consumer`) instead gathers the
-messages of each fetch into one list of `Delivered` and hands it to the inbox, which the agent
-reads. A `Delivered` is what Faust's tables, our store and the ack loop read of an event:
-`.message` (topic, partition, offset, generation, key, value) and `.ack()`.
+records of each fetch into one list of `Delivered` and hands it to the inbox, which the agent
+reads. A `Delivered` is made straight from aiokafka's record (no Faust message in between) and is
+what Faust's consumer, its tables, our store and the ack loop read of a message and of an event:
+topic, partition, offset, generation, key, value, its ack flags, `.message` (itself) and `.ack()`.
 
 The rebalance guards are the stream's: a message fetched in an older consumer generation, or once
 a rebalance has stopped the flow, is dropped unseen and never acked (Faust seeks back to the
@@ -32,26 +33,66 @@ MAX_WAITING = 2
 
 
 class Delivered:
-    """One fetched message of an input topic, in place of Faust's Event."""
+    """One fetched message of an input topic, in place of Faust's Event and its `ConsumerMessage`:
+    the fields Faust's consumer, its tables and our code read of a message, in slots. It is its
+    own `.message` (what Faust's tables and our store read of the current event)."""
 
-    __slots__ = ("__weakref__", "_consumer", "message")  # Faust holds the current event by weakref
+    __slots__ = ("__weakref__", "_consumer", "acked", "generation_id", "key", "offset", "partition",
+                 "refcount", "time_in", "topic", "tp", "tracked", "value")
+
+    tp: Any
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    generation_id: int | None
+    acked: bool
+    tracked: bool
+    refcount: int
+    time_in: float | None
 
     def __init__(self, message: Any, consumer: Any) -> None:
-        self.message = message
+        """From a message Faust built (or anything with its fields)."""
         self._consumer = consumer
+        self.tp = getattr(message, "tp", None)
+        self.topic = message.topic
+        self.partition = getattr(message, "partition", 0)
+        self.offset = message.offset
+        self.key = getattr(message, "key", None)
+        self.value = getattr(message, "value", None)
+        self.generation_id = getattr(message, "generation_id", None)
+        self.acked = False
+        self.tracked = False
+        self.refcount = 0
+        self.time_in = None
+
+    @classmethod
+    def of_record(cls, tp: Any, record: Any, generation_id: int, consumer: Any) -> Delivered:
+        """From aiokafka's fetched record, with no Faust message in between."""
+        delivered = cls.__new__(cls)
+        delivered._consumer = consumer
+        delivered.tp = tp
+        delivered.topic = record.topic
+        delivered.partition = record.partition
+        delivered.offset = record.offset
+        delivered.key = record.key
+        delivered.value = record.value
+        delivered.generation_id = generation_id
+        delivered.acked = False
+        delivered.tracked = False
+        delivered.refcount = 0
+        delivered.time_in = None
+        return delivered
 
     @property
-    def key(self) -> bytes | None:
-        return self.message.key  # type: ignore[no-any-return]
-
-    @property
-    def value(self) -> bytes | None:
-        return self.message.value  # type: ignore[no-any-return]
+    def message(self) -> Delivered:
+        return self
 
     def ack(self) -> bool:
         """Mark the message done; Faust commits up to the first message not done (and not past
         one in flight: transport.Consumer)."""
-        return bool(self.message.ack(self._consumer))
+        return bool(self._consumer.ack(self))
 
 
 def ack_all(consumer: Any, events: list[Any]) -> None:
@@ -60,7 +101,7 @@ def ack_all(consumer: Any, events: list[Any]) -> None:
     messages = []
     for event in events:
         if type(event) is Delivered:
-            messages.append(event.message)
+            messages.append(event)
         else:
             event.ack()
     if messages:

@@ -3,14 +3,17 @@ past an event still being processed, and past offsets the gap guard filled once 
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 
-from streams.engine.delivery import Delivered, ack_all
+from streams.engine.delivery import Delivered, Inbox, ack_all
 from streams.engine.gaps import FilledGap
 from streams.engine.transport import Consumer, Transport
 
@@ -92,29 +95,88 @@ def test_offsets_the_gap_guard_filled_are_committed_with_the_event_that_revealed
     assert _commit(consumer) == 16
 
 
+def _deliver_inputs(consumer: Consumer, *offsets: int) -> list[Delivered]:
+    """What the drain loop hands the agent: a `Delivered` per record, tracked."""
+    delivered = [Delivered(Message(offset), consumer) for offset in offsets]
+    for event in delivered:
+        event.tracked = True
+        consumer.track_message(event)  # type: ignore[arg-type]
+    return delivered
+
+
 def test_events_acked_together_commit_as_if_acked_one_by_one(consumer: Consumer) -> None:
     """The ack loop acks each flush's events in one step (`ack_all`): the same commits as Faust's
     ack per message, the first event in flight still holding them back."""
-    slow, *fast = _deliver(consumer, 10, 11, 12, 13)
-    ack_all(consumer, [Delivered(message, consumer) for message in fast])
+    slow, *fast = _deliver_inputs(consumer, 10, 11, 12, 13)
+    ack_all(consumer, fast)
     assert _commit(consumer) is None, "offset 10 is still being processed: a crash must redo it"
-    assert all(message.acked for message in fast) and consumer._n_acked == 3
-    ack_all(consumer, [Delivered(slow, consumer), Delivered(fast[0], consumer)])  # acked twice: once
+    assert all(event.acked for event in fast) and consumer._n_acked == 3
+    ack_all(consumer, [slow, fast[0]])  # acked twice: counted once
     assert _commit(consumer) == 14 and consumer._n_acked == 4
     assert not consumer._unacked_messages, "a graceful stop waits for nothing acked"
 
 
 def test_a_message_the_drain_loop_did_not_deliver_is_not_acked_in_a_batch_either(consumer: Consumer) -> None:
     """As every ack (streams/engine/gaps.py): skipped in a rebalance, it must be fetched again."""
-    first, skipped = _deliver(consumer, 10, 11)
+    first, skipped = _deliver_inputs(consumer, 10, 11)
     skipped.tracked = False
-    ack_all(consumer, [Delivered(first, consumer), Delivered(skipped, consumer)])
+    ack_all(consumer, [first, skipped])
     assert not skipped.acked
     assert _commit(consumer) == 11
 
 
 def test_a_filled_gap_in_a_batch_is_acked_with_its_offsets(consumer: Consumer) -> None:
-    before, revealing = _deliver(consumer, 10, 15)
-    event = SimpleNamespace(message=revealing, ack=lambda: consumer.ack(revealing))  # type: ignore[arg-type]
-    ack_all(consumer, [Delivered(before, consumer), FilledGap(event, consumer, range(11, 15))])
+    before, revealing = _deliver_inputs(consumer, 10, 15)
+    ack_all(consumer, [before, FilledGap(revealing, consumer, range(11, 15))])
     assert _commit(consumer) == 16
+
+
+def _record(topic: str, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(topic, 0, offset, 0, 0, b"key", f"value {offset}".encode(), None, 3, 7, [])
+
+
+def _fetched(consumer: Consumer, records: dict[TP, list[Any]]) -> list[tuple[TP, Any]]:
+    """What `getmany` yields for one fetch of `records` (the fetch itself stubbed)."""
+    async def next_records(timeout: float) -> tuple[dict[TP, list[Any]], None]:
+        return records, None
+
+    async def collect() -> list[tuple[TP, Any]]:
+        return [pair async for pair in consumer.getmany(1.0)]
+
+    consumer._wait_next_records = next_records  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
+    return asyncio.run(collect())
+
+
+def test_records_of_the_inputs_become_delivered_with_no_faust_message_between(consumer: Consumer) -> None:
+    """`getmany` makes an input record a `Delivered` at once (what the drain loop tracks and the
+    agent reads); a record of another topic (a changelog under recovery) stays Faust's message."""
+    consumer.app.inbox = Inbox({EVENTS.topic})  # type: ignore[attr-defined]
+    other = TP("changelog", 0)
+    consumer.app.consumer_generation_id = 7  # type: ignore[misc]
+    fetched = _fetched(consumer, {EVENTS: [_record("events", 10), _record("events", 11)],
+                                  other: [_record("changelog", 3)]})
+    inputs = [message for tp, message in fetched if tp == EVENTS]
+    assert [type(message) for message in inputs] == [Delivered, Delivered]
+    first = inputs[0]
+    assert (first.topic, first.partition, first.offset, first.key, first.value, first.generation_id) == \
+        ("events", 0, 10, b"key", b"value 10", 7)
+    assert first.message is first and first.tp == EVENTS and not first.acked and not first.tracked
+    [(_, changelog)] = [(tp, message) for tp, message in fetched if tp == other]
+    assert isinstance(changelog, ConsumerMessage) and changelog.offset == 3
+    assert consumer.app.monitor.tp_end_offsets == {EVENTS: 100, other: 100}
+
+
+def test_a_fetch_while_the_flow_is_stopped_delivers_nothing_and_seeks_back(consumer: Consumer) -> None:
+    """As Faust's own `getmany`: in a rebalance the records are dropped, and the consumer seeks
+    back to the committed offsets to fetch them again."""
+    consumer.app.inbox = Inbox({EVENTS.topic})  # type: ignore[attr-defined]
+    sought: list[bool] = []
+
+    async def perform_seek() -> None:
+        sought.append(True)
+
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    consumer.flow_active = False
+    assert _fetched(consumer, {EVENTS: [_record("events", 10)]}) == []
+    assert sought == [True]
