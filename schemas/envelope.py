@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
@@ -43,6 +43,18 @@ MAX_STRING = 16_384
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 ID_RULE = f"1 to {MAX_ID} characters, none of them a control character"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+class Envelope(TypedDict):
+    """A valid order event as `validate` returns it (unknown fields, kept untouched, are not typed)."""
+
+    event_id: str
+    order_id: str
+    client_id: str
+    type: str
+    occurred_at: str
+    schema_version: int
+    payload: NotRequired[dict[str, Any] | None]
 
 
 def is_rfc3339(value: object) -> bool:
@@ -71,7 +83,7 @@ def id_problem(value: object) -> str | None:
 
 def validate(
     event: Any, key: str | None = None, event_types: Collection[str] | None = None
-) -> dict[str, Any]:
+) -> Envelope:
     """Return `event` when it is a valid envelope, else raise InvalidEvent saying which rule it breaks.
 
     `key` is the Kafka message key when there is one: it must equal `client_id`.
@@ -101,7 +113,7 @@ def validate(
         raise InvalidEvent(f"field `schema_version` must be the integer {SCHEMA_VERSION}")
     if key is not None and key != event["client_id"]:
         raise InvalidEvent(f"message key {key!r} differs from client_id {event['client_id']!r}")
-    return event
+    return cast(Envelope, event)
 
 
 class _NotJson(ValueError):
@@ -203,7 +215,7 @@ def _check_text(text: str) -> None:
 
 
 def decode(raw: bytes | str, key: bytes | str | None = None,
-           event_types: Collection[str] | None = None) -> dict[str, Any]:
+           event_types: Collection[str] | None = None) -> Envelope:
     """Decode one Kafka message (UTF-8 JSON) and validate it against its key."""
     event = parse_json(raw)
     if isinstance(key, bytes):

@@ -12,11 +12,12 @@ changed them, in that event's changelog partition.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
+from streams.core.machine import ClosedMarker
 from streams.engine.tables import BufferedTable, WriteSteps
 
-Marker = dict[str, Any]
+Marker = ClosedMarker
 
 
 class ClosedOrders:
@@ -28,7 +29,7 @@ class ClosedOrders:
 
     def get(self, order_id: str) -> Marker | None:
         value = self._markers.get(order_id)
-        return dict(value) if isinstance(value, dict) else None
+        return cast(Marker, dict(value)) if isinstance(value, dict) else None
 
     def put(self, marker: Marker) -> None:
         self._markers.put(marker["order_id"], marker)

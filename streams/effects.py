@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
 
 import aiohttp
 import orjson
 from yarl import URL
 
+from schemas.envelope import Envelope
 from streams.core.outcomes import EffectResult, Outcome
 
 __all__ = ["EffectResult", "Effects", "Outcome", "classify_status", "parse_retry_after"]
@@ -54,7 +54,7 @@ class Effects:
     def enabled(self) -> bool:
         return bool(self.base_url)
 
-    async def call(self, effect: str, event: dict[str, Any]) -> EffectResult:
+    async def call(self, effect: str, event: Envelope) -> EffectResult:
         """Run one effect for `event` and classify the answer."""
         if not self.base_url.startswith(("http://", "https://")):
             return EffectResult(Outcome.TERMINAL, f"bad effects URL {self.base_url!r}")

@@ -19,15 +19,15 @@ Such a second copy has the same `id` (`streams.core.deadletters`), and every rea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from streams.engine.context import detached, write_in_context
 from streams.engine.tables import SLICE, WriteSteps, drive
 
-Letter = dict[str, Any]
+Letter = TypeVar("Letter")  # a dead letter (streams.core.deadletters), or a change record
 
 
-class Outbox:
+class Outbox(Generic[Letter]):
     """`add` a letter with its event; `send` them all (the ack loop, right before the flush)."""
 
     def __init__(self, send: Callable[[Letter, bytes | None], None], marks: Any,

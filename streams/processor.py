@@ -14,10 +14,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from streams.core import machine as m
-from streams.core.deadletters import Source, dead_letter
+from streams.core.deadletters import DeadLetter, Source, dead_letter
 from streams.core.decisions import Answer, Decider, Decision, Policy, Steps
 from streams.core.lifecycle import Lifecycle
 from streams.core.outcomes import EffectResult
@@ -29,16 +29,16 @@ __all__ = ["Policy", "Processor"]
 
 log = logging.getLogger(__name__)
 
-SendDeadLetter = Callable[[dict[str, Any]], Awaitable[None]]
+SendDeadLetter = Callable[[DeadLetter], Awaitable[None]]
 SendRetryNotice = Callable[[m.Retry, int], Awaitable[None]]
-SendChange = Callable[[dict[str, Any]], None]
+SendChange = Callable[[m.ChangeRecord], None]
 
 
 class ClosedStore(Protocol):
     """Markers of removed orders: `streams.closed.ClosedOrders` in a worker, a dict in tests."""
 
-    def get(self, order_id: str) -> dict[str, Any] | None: ...
-    def put(self, marker: dict[str, Any]) -> None: ...
+    def get(self, order_id: str) -> m.ClosedMarker | None: ...
+    def put(self, marker: m.ClosedMarker) -> None: ...
     def drop(self, order_id: str) -> None: ...
 
 
@@ -67,7 +67,7 @@ class EffectCaller(Protocol):
 
     @property
     def enabled(self) -> bool: ...
-    async def call(self, effect: str, event: dict[str, Any]) -> EffectResult: ...
+    async def call(self, effect: str, event: m.Event) -> EffectResult: ...
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Processor:
     # `handle_*` isolate one message: anything unexpected ends as a `processing_error` letter and
     # the lane goes on. Only a failure to send that letter (Kafka itself failing) escapes.
 
-    async def handle_event(self, event: dict[str, Any], source: Source) -> None:
+    async def handle_event(self, event: m.Event, source: Source) -> None:
         try:
             await self.on_event(event, source)
         except Exception as exc:
@@ -118,7 +118,7 @@ class Processor:
             log.exception("timed work of order %s failed unexpectedly", entry.order_id)
             await self._on_timed_error(entry, source, exc)
 
-    async def on_event(self, event: dict[str, Any], source: Source) -> None:
+    async def on_event(self, event: m.Event, source: Source) -> None:
         """A new event from orders.events."""
         now = self.clock()
         stored = self.store.get(event["order_id"])
@@ -190,7 +190,7 @@ class Processor:
         for record in decision.changes:
             self.send_change(record)
 
-    async def _send_letter(self, letter: dict[str, Any], partition: int) -> None:
+    async def _send_letter(self, letter: DeadLetter, partition: int) -> None:
         self.stats.count(partition, "dead_letters")
         self.stats.count(partition, f"dead_letters.{letter['reason']['kind']}")
         self.stats.dead_letter(letter)
@@ -215,7 +215,7 @@ class Processor:
             await self.on_processing_error(entry["event"], Source.from_list(entry.get("source"), source),
                                            error)
 
-    async def on_processing_error(self, event: dict[str, Any], source: Source,
+    async def on_processing_error(self, event: m.Event, source: Source,
                                   error: BaseException) -> None:
         """Something unexpected broke while handling `event` (a bug, a hostile value that passed
         validation): it ends as one `processing_error` letter and the stream goes on. The failure is
@@ -269,7 +269,7 @@ class Processor:
         elif due_ms(scheduled) != entry.at_ms:
             self.index.drop_due(entry)
 
-    async def _on_closed(self, marker: dict[str, Any], event: dict[str, Any], source: Source,
+    async def _on_closed(self, marker: m.ClosedMarker, event: m.Event, source: Source,
                          now: float) -> None:
         """An event of a removed order: never a new order; one `order_closed` letter."""
         assert self.closed is not None
@@ -296,7 +296,7 @@ class Processor:
         self.stats.changed(partition, before, order)
 
 
-def _without(order: m.Order, event: dict[str, Any]) -> m.Order:
+def _without(order: m.Order, event: m.Event) -> m.Order:
     """The order no longer holding `event` as its pending retry or among its parked events: a
     failed event must not be tried again at the next tick."""
     event_id = event.get("event_id")

@@ -31,8 +31,8 @@ from streams.app import (
 )
 from streams.closed import ClosedOrders
 from streams.collector import PacedCollector
-from streams.core.deadletters import encode, key_of
-from streams.core.machine import Limits, Retry
+from streams.core.deadletters import DeadLetter, encode, key_of
+from streams.core.machine import ChangeRecord, Limits, Retry
 from streams.core.retry import Backoff
 from streams.core.stats import PartitionStats
 from streams.effects import Effects
@@ -126,19 +126,19 @@ class OrderWorker:
         before = time.time() - OVERDUE_S
         return sum(len(self.index.due(p, before, 1000)) for p in self.store.active_partitions())
 
-    async def send_dead_letter(self, letter: dict[str, Any]) -> None:
+    async def send_dead_letter(self, letter: DeadLetter) -> None:
         """Held in the outbox until the flush that writes the order remembering it (streams/outbox.py)."""
         self.outbox.add(current_event(), letter, key_of(letter, None))
 
     @staticmethod
-    def _produce_letter(letter: dict[str, Any], key: bytes | None) -> None:
+    def _produce_letter(letter: DeadLetter, key: bytes | None) -> None:
         dlq_topic.send_soon(key=key, value=encode(letter))
 
-    def _send_change(self, record: dict[str, Any]) -> None:
+    def _send_change(self, record: ChangeRecord) -> None:
         """Held until the flush that acks its event: a crash can repeat a change, never lose one."""
         self.changes.add(current_event(), record, record["client_id"].encode())
 
-    def _produce_change(self, record: dict[str, Any], key: bytes | None) -> None:
+    def _produce_change(self, record: ChangeRecord, key: bytes | None) -> None:
         if self.feed is not None:
             self.feed.send(key or b"", orjson.dumps(record))  # compact JSON, several times faster
 

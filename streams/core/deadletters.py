@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from schemas.envelope import parse_json
 from streams.core.machine import rfc3339
@@ -24,6 +24,28 @@ from streams.errors import InvalidEvent
 #: A value that is not an event within the limits is kept as text, cut to this many bytes, so the
 #: letter itself always fits in a Kafka message.
 MAX_RAW_BYTES = 65_536
+
+
+class LetterReason(TypedDict):
+    kind: str
+    message: str
+
+
+class LetterSource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetter(TypedDict):
+    """One record of `orders.dlq`, as the contract gives it."""
+
+    id: str
+    event: Any  # the envelope, or what the message held when it is none (a JSON value, or text)
+    reason: LetterReason
+    attempts: int
+    source: LetterSource
+    failed_at: str
 
 
 @dataclass(frozen=True)
@@ -63,7 +85,7 @@ def raw_event(raw: bytes) -> tuple[Any, bool]:
 
 
 def dead_letter(event: Any, kind: str, message: str, attempts: int, source: Source,
-                now: float | None = None) -> dict[str, Any]:
+                now: float | None = None) -> DeadLetter:
     """`event` is the envelope, or the raw bytes of a message that is not one."""
     if isinstance(event, bytes):
         size = len(event)
@@ -81,11 +103,11 @@ def dead_letter(event: Any, kind: str, message: str, attempts: int, source: Sour
     }
 
 
-def encode(letter: dict[str, Any]) -> bytes:
+def encode(letter: DeadLetter) -> bytes:
     return json.dumps(letter, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def key_of(letter: dict[str, Any], fallback: bytes | None) -> bytes | None:
+def key_of(letter: DeadLetter, fallback: bytes | None) -> bytes | None:
     """Dead letters are keyed by client_id like every orderflow topic (the raw key if unknown)."""
     event = letter["event"]
     if isinstance(event, dict) and isinstance(event.get("client_id"), str):

@@ -16,14 +16,14 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from streams.core import machine as m
-from streams.core.deadletters import Source, dead_letter
+from streams.core.deadletters import DeadLetter, Source, dead_letter
 from streams.core.lifecycle import Lifecycle, Transition
 from streams.core.outcomes import EffectResult, Outcome
 from streams.core.retry import Backoff
 
 T = TypeVar("T")
-Letter = dict[str, Any]  # a dead letter (streams.core.deadletters.dead_letter)
-Change = dict[str, Any]  # a change-feed record (streams.core.machine.change)
+Letter = DeadLetter
+Change = m.ChangeRecord
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
+from schemas.envelope import Envelope
 from streams.core.lifecycle import Lifecycle, StatusTimeout, Transition
 
-Event = dict[str, Any]  # an envelope (schemas/envelope.py): its fields, and any extra ones kept
+Event = Envelope  # an envelope (schemas/envelope.py): its fields, and any extra ones kept
 
 #: One line of an order's history ("from" is a keyword, hence this form).
 HistoryEntry = TypedDict("HistoryEntry", {
@@ -314,6 +315,7 @@ def timeout_due(order: Order, lifecycle: Lifecycle) -> tuple[float, StatusTimeou
 def timeout_event(order: Order, timeout: StatusTimeout, now: float) -> Event:
     """The synthetic event of a status timeout: its id derives from order, status and version, so
     it can never fire twice (and an effect it calls has the same Idempotency-Key on any worker)."""
+    assert timeout.event is not None, "a stuck mark fires no event"
     return {"event_id": f"timeout:{order['order_id']}:{order['status']}:{order['version']}",
             "order_id": order["order_id"], "client_id": order["client_id"], "type": timeout.event,
             "occurred_at": rfc3339(now), "schema_version": 1,
@@ -348,7 +350,55 @@ def next_due(order: Order, timing: Timing, lifecycle: Lifecycle | None = None) -
     return min(times) if times else None
 
 
-def change(before: Order, after: Order, event: Event) -> dict[str, Any]:
+class RetryView(TypedDict):
+    event_id: str
+    type: str
+    attempts: int
+    due: str
+    reason: str
+
+
+class PendingView(TypedDict):
+    retry: RetryView | None
+    parked: int
+
+
+class OrderView(TypedDict):
+    """The public form of an order (GET /orders/{id}, the change feed's `order`)."""
+
+    order_id: str
+    client_id: str
+    status: str | None
+    version: int
+    history: list[HistoryEntry]
+    pending: PendingView
+    failure: Failure | None
+    stuck: Stuck | None
+    created_at: str
+    updated_at: str
+
+
+class ClosedMarker(TypedDict):
+    """What stays of a removed finished order (streams/closed.py): enough to refuse its late
+    events once (`letters`: the ids of the `order_closed` letters sent) until `due_at`."""
+
+    order_id: str
+    client_id: str
+    status: str | None
+    version: int
+    closed_at: float
+    letters: dict[str, float]
+    due_at: NotRequired[float | None]
+
+
+#: One record of the change feed, per applied transition ("from" is a keyword, hence this form).
+ChangeRecord = TypedDict("ChangeRecord", {
+    "order_id": str, "client_id": str, "event_id": str, "type": str, "from": str | None,
+    "to": str | None, "version": int, "at": str, "order": OrderView,
+})
+
+
+def change(before: Order, after: Order, event: Event) -> ChangeRecord:
     """The change-feed record of one applied transition (`after` is the order right after it)."""
     return {"order_id": after["order_id"], "client_id": after["client_id"],
             "event_id": event["event_id"], "type": event["type"], "from": before["status"],
@@ -356,7 +406,7 @@ def change(before: Order, after: Order, event: Event) -> dict[str, Any]:
             "order": view(after)}
 
 
-def view(order: Order) -> dict[str, Any]:
+def view(order: Order) -> OrderView:
     """The public form of an order (GET /orders/{id}): the contract's fields, no internals."""
     retry = order["retry"]
     return {

@@ -23,6 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from streams.core.deadletters import DeadLetter
 from streams.core.machine import Order
 
 
@@ -51,7 +52,7 @@ class PartitionStats:
         self.census: dict[int, Counter[str]] = {}
         self.restored: set[int] = set()
         self.dirty: set[int] = set()
-        self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=recent)
+        self.recent_dead_letters: deque[DeadLetter] = deque(maxlen=recent)
         self.started = time.time()
         self._load = load
         self._writing: dict[int, Counter[str]] = {}  # written, waiting for the flush
@@ -105,7 +106,7 @@ class PartitionStats:
         self.restored.discard(partition)
         self.dirty.discard(partition)
 
-    def dead_letter(self, letter: dict[str, Any]) -> None:
+    def dead_letter(self, letter: DeadLetter) -> None:
         self.recent_dead_letters.append(letter)
 
     def local(self, partitions: Iterable[int]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from yarl import URL
 
 from schemas.envelope import ID_RULE, id_problem
 from streams.app import app, lifecycle, settings
+from streams.core import machine as m
 from streams.core.machine import view
 from streams.core.stats import merge
 from streams.engine.supervision import is_ready
@@ -165,7 +166,7 @@ class ClientOrdersView(View):
                                         status, status_of)
         # Every entry read takes its place in the page, shown or not (an order that only has
         # parked events, or one removed a moment ago): `next` must go on from the last one read.
-        orders: dict[str, dict[str, Any] | None] = {}
+        orders: dict[str, m.OrderView | None] = {}
         for entry in local.entries:
             order = w.store.get_active(entry.order_id)
             orders[entry.cursor] = view(order) if order is not None and order["status"] else None
