@@ -86,23 +86,24 @@ class ChangelogWriter:
         writes first, one RocksDB write batch per partition, then their changelog records (a
         delete only for a key that is there)."""
         store: RocksStore = table.data
-        batches: dict[int, Any] = {}
+        batches: dict[int, tuple[Any, list[bytes]]] = {}  # partition -> its batch, its deleted keys
         records: list[tuple[int, bytes, bytes | None]] = []
         for key, partition, value, encoded in changes:
             key_bytes = self._dumps_key(table, key)
             record = None if value is None else self._dumps_value(table, value, encoded)
             if record is None and not store.has_local(partition, key_bytes):
                 continue  # nothing to delete: no tombstone
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = store.local_batch()
+            if partition not in batches:
+                batches[partition] = (store.local_batch(), [])
+            batch, deleted = batches[partition]
             if record is None:
                 batch.delete(key_bytes)
+                deleted.append(key_bytes)
             else:
                 batch.put(key_bytes, record)
             records.append((partition, key_bytes, record))
-        for partition, batch in batches.items():
-            store.write_local(partition, batch, [k for p, k, r in records if p == partition and r is None])
+        for partition, (batch, deleted) in batches.items():
+            store.write_local(partition, batch, deleted)
         for partition, key_bytes, record in records:
             self._send(table, store, partition, key_bytes, record)
 
