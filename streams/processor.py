@@ -183,8 +183,7 @@ class Processor:
             await self._send_letter(letter, partition)
 
     def _record(self, decision: Decision, partition: int) -> None:
-        for name, n in decision.counts.items():
-            self.stats.count(partition, name, n)
+        self.stats.count_all(partition, decision.counts)
         for seconds in decision.latencies:
             self.observe_latency(seconds)
         for record in decision.changes:

@@ -63,6 +63,16 @@ class PartitionStats:
         self.counts[partition][key] += n
         self.dirty.add(partition)
 
+    def count_all(self, partition: int, counts: dict[str, int]) -> None:
+        """`count` for each of a decision's counts, the partition looked up once."""
+        if partition not in self.restored:
+            self._restore(partition)
+        totals, mine = self.totals, self.counts[partition]
+        for key, n in counts.items():
+            totals[key] += n
+            mine[key] += n
+        self.dirty.add(partition)
+
     def _restore(self, partition: int) -> None:
         """Once per assignment, before anything is counted or reported: the saved counters."""
         if partition in self.restored:

@@ -43,6 +43,15 @@ class GapGuard:
         self._consumer: Consumer | None = None
         self.filled = 0
 
+    def in_line(self, tp: TP, offset: int) -> bool:
+        """True, and noted, when `offset` is the next one of `tp` or goes back (nothing skipped: the
+        case of almost every message, answered without a coroutine); False: ask `missing`."""
+        last = self._last.get(tp)
+        if last is None or offset > last + 1:
+            return False
+        self._last[tp] = offset
+        return True
+
     async def missing(self, tp: TP, offset: int) -> range:
         """Offsets skipped before `offset` in this partition (empty almost always). Going back is
         fine: that is Faust seeking to the committed offset."""

@@ -9,13 +9,15 @@ workers for the cluster (ops/grafana and ops/prometheus do).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from streams.core.stats import PartitionStats
 
@@ -35,6 +37,31 @@ def partition_lag(partitions: Iterable[Any], highwater: Callable[[Any], int | No
 OVERDUE_S = 60.0  # timed work this late counts as overdue (a tick runs every second)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class CountingHistogram(Collector):
+    """A Prometheus histogram observed once per event on the event loop's thread: a bucket's count
+    is one list slot found by bisection. prometheus_client's `Histogram.observe` (a lock per bucket
+    and per sum, a loop over the bounds) took 2.3% of the worker's loop thread at full speed, as
+    much as a fifth of the event's decoding; scrapes run on the same thread, so nothing is locked."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # bucket `le`: value <= its bound
+        self.sum += value
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative, total = [], 0
+        for bound, count in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True):
+            total += count
+            cumulative.append((bound, total))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=self.sum)
 
 
 class _ProcessorCollector(Collector):
@@ -108,11 +135,10 @@ class Metrics:
                  ready: Callable[[], bool] = lambda: True, overdue: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_ProcessorCollector(stats, lane_depth, lag, ready, overdue))
-        self.latency = Histogram(
+        self.latency = CountingHistogram(
             "orderflow_processing_latency_seconds",
-            "From an event's occurred_at to its application", buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+            "From an event's occurred_at to its application", buckets=LATENCY_BUCKETS)
+        self.registry.register(self.latency)
         self.loop_lag = Histogram(
             "orderflow_event_loop_lag_seconds",
             "How late the worker's event loop ran a 20 ms beat (what a request waits for its turn)",

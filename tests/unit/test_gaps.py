@@ -38,6 +38,17 @@ async def test_a_forward_jump_names_the_skipped_offsets_once() -> None:
     assert await _missing(guard, ("events", 2), 100) == [[]], "each partition on its own"
 
 
+async def test_the_quick_check_answers_only_when_nothing_was_skipped() -> None:
+    offsets = (4, 5, 6, 9, 10, 3, 4, 12, 13)
+    plain = await _missing(Guard(), EVENTS, *offsets)
+    guard, seen = Guard(), []
+    for offset in offsets:
+        seen.append([] if guard.in_line(EVENTS, offset) else list(await guard.missing(EVENTS, offset)))
+    assert seen == plain == [[], [], [], [7, 8], [], [], [], [5, 6, 7, 8, 9, 10, 11], []]
+    guard.reset()
+    assert not guard.in_line(EVENTS, 14), "after a rebalance the first message is checked in full"
+
+
 async def test_going_back_is_a_redelivery_and_a_rebalance_starts_afresh() -> None:
     guard = Guard()
     assert await _missing(guard, EVENTS, 10, 11, 5, 6) == [[], [], [], []]

@@ -21,6 +21,18 @@ def test_counters_are_restored_before_counting_and_reported_once_durable() -> No
     assert stats.local([3])["3"]["counts"] == {"events": 102}
 
 
+def test_a_decisions_counts_at_once_are_restored_first_and_count_like_one_at_a_time() -> None:
+    saved: dict[int, dict[str, Any]] = {2: {"counts": {"events": 10, "applied": 4}}}
+    at_once, one_by_one = PartitionStats(load=saved.get), PartitionStats(load=saved.get)
+    counts = {"events": 2, "applied": 1, "events.paid.applied": 1}
+    at_once.count_all(2, counts)
+    for key, n in counts.items():
+        one_by_one.count(2, key, n)
+    assert at_once.persisted(2)["counts"] == one_by_one.persisted(2)["counts"] \
+        == {"events": 12, "applied": 5, "events.paid.applied": 1}
+    assert at_once.totals == one_by_one.totals
+
+
 def test_a_partition_taken_over_reports_at_least_what_its_last_owner_wrote() -> None:
     table: dict[int, dict[str, Any]] = {}
     first = PartitionStats(load=table.get)
