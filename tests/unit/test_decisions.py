@@ -131,3 +131,43 @@ def test_times_are_written_as_datetime_writes_them(epoch: float) -> None:
     expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert m.rfc3339(epoch) == expected
     assert m.rfc3339(epoch) == expected  # the second time from the shared text
+
+
+def _expire_ids_by_the_rule(order: Order, now: float, retention_s: float) -> Order:
+    """The rule as first written (one pass over every id): what the faster `expire_ids` must keep."""
+    held = {e["event"]["event_id"] for e in order["parked"]}
+    if order["retry"] is not None:
+        held.add(order["retry"]["event"]["event_id"])
+    ids = {k: t for k, t in order["seen"].items() if now - t < retention_s or k in held}
+    letters = order.get("letters", {})
+    kept = {k: t for k, t in letters.items() if now - t < retention_s}
+    return {**order, "seen": ids, "letters": kept}
+
+
+def _id_due_by_the_rule(order: Order, retention_s: float) -> float | None:
+    held = {e["event"]["event_id"] for e in order["parked"]}
+    if order["retry"] is not None:
+        held.add(order["retry"]["event"]["event_id"])
+    times = [t for k, t in order["seen"].items() if k not in held] + list(order.get("letters", {}).values())
+    return min(times) + retention_s if times else None
+
+
+IDS = st.sampled_from([f"e{n}" for n in range(8)])
+AGES = st.floats(min_value=0, max_value=200)
+
+
+@given(seen=st.dictionaries(IDS, AGES, max_size=8), letters=st.dictionaries(IDS, AGES, max_size=3),
+       parked=st.lists(IDS, max_size=3, unique=True), retry=st.none() | IDS)
+def test_forgetting_ids_and_their_due_time_follow_the_rule(seen: dict[str, float], letters: dict[str, float],
+                                                           parked: list[str], retry: str | None) -> None:
+    order = {**created(), "seen": {k: NOW - age for k, age in seen.items()},
+             "letters": {k: NOW - age for k, age in letters.items()},
+             "parked": [{"event": make_event("o1", "paid", event_id=k), "parked_at": NOW} for k in parked],
+             "retry": None if retry is None else {"event": make_event("o1", "paid", event_id=retry),
+                                                  "due_at": NOW + 5, "attempts": 1, "reason": "x"}}
+    expired, expected = m.expire_ids(order, NOW, 100.0), _expire_ids_by_the_rule(order, NOW, 100.0)
+    assert (expired["seen"], expired.get("letters", {})) == (expected["seen"], expected["letters"])
+    timing = m.Timing(park_timeout_s=10_000, id_retention_s=100.0)
+    others = [t for t in ([NOW + 10_000] if parked else []) + ([NOW + 5] if retry is not None else [])]
+    id_due = _id_due_by_the_rule(order, 100.0)
+    assert m.next_due(order, timing) == min(others + ([] if id_due is None else [id_due]), default=None)
