@@ -157,8 +157,11 @@ def parse_json(raw: bytes | str) -> Any:
 
 _NOT_FAST = object()
 #: a run of 19 digits or more: maybe an integer beyond 64 bits, which orjson reads as a float or an
-#: unsigned integer where the strict reader refuses it
-_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
+#: unsigned integer where the strict reader refuses it. Found by mapping every digit to "0" and
+#: everything else to "." (`bytes.translate`) and looking for 19 zeros: two C passes, a sixth of
+#: what the regex `[0-9]{19,}` cost (which took more than orjson's own read: 4% of a worker's loop)
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def _fast_loads(data: bytes) -> Any:
@@ -167,7 +170,7 @@ def _fast_loads(data: bytes) -> Any:
     orjson is several times faster than `json.loads` with its per-number callbacks, and as strict
     (no NaN, Infinity, overflowing float, lone surrogate or control character): whatever it refuses,
     and whatever might hold a wide integer, goes to the strict reader, which gives the reason."""
-    if _LONG_DIGITS.search(data) is not None:
+    if _LONG_DIGITS in data.translate(_DIGITS_AS_ZEROS):
         return _NOT_FAST
     try:
         return orjson.loads(data)

@@ -41,11 +41,12 @@ class ChangeFeed:
         })
         self._failed: KafkaError | None = None
         self._queued = 0
+        self._on_delivery = self._delivered  # bound once, not at every record
 
     def send(self, key: bytes, value: bytes) -> None:
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, on_delivery=self._delivered)
+                self._producer.produce(self.topic, value, key, on_delivery=self._on_delivery)
                 break
             except BufferError:  # librdkafka's queue is full: let it deliver some
                 self._producer.poll(0.05)

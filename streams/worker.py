@@ -38,7 +38,7 @@ from streams.core.stats import PartitionStats
 from streams.effects import Effects
 from streams.engine.changelog import ChangelogWriter
 from streams.engine.context import current_event, detached, install_writer, write_in_context
-from streams.engine.delivery import ack_all
+from streams.engine.delivery import Delivered, ack_all
 from streams.engine.gaps import GapGuard
 from streams.engine.supervision import is_ready, stop_worker
 from streams.engine.tables import BufferedTable, drive_paced
@@ -59,7 +59,8 @@ def is_current(event: Any) -> bool:
     """False for an event fetched before the last rebalance: Faust redelivers it from the committed
     offset, so the old copy must neither be processed, nor written, nor acked (as Faust's own
     stream skips it)."""
-    return bool(event.message.generation_id == app.consumer_generation_id)
+    message = event if type(event) is Delivered else event.message  # called ~10 times an event
+    return bool(message.generation_id == app.consumer_generation_id)
 
 
 def crash(exc: BaseException, hard_exit_after_s: float | None = None) -> None:

@@ -26,12 +26,20 @@ from typing import Any
 from streams.core.deadletters import DeadLetter
 from streams.core.machine import Order
 
+_STATUS_KEYS: dict[str, str] = {}  # status -> its census key, made once (a lifecycle has a few)
+
+
+def _status_key(status: str) -> str:
+    key = _STATUS_KEYS[status] = f"status.{status}"
+    return key
+
 
 def _count_in(census: Counter[str], order: Order, sign: int) -> None:
     """Add (sign 1) or take away (sign -1) what one order counts for in a census (in place: a
     Counter per order and side cost a fifth of saving an order)."""
-    if order["status"] is not None:
-        census[f"status.{order['status']}"] += sign
+    status = order["status"]
+    if status is not None:
+        census[_STATUS_KEYS.get(status) or _status_key(status)] += sign
     if order["retry"] is not None:
         census["retry_pending"] += sign
     census["parked"] += sign * len(order["parked"])
