@@ -18,8 +18,8 @@ def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> 
     # covered them all and nothing could be timed; 1,000 effect orders (1,000 effects, under a second
     # at 64 lanes) were once done, on a CI machine, before the first commit was seen
     done = subprocess.run([sys.executable, "bench/peers/run.py", "--orders", "8000",
-                           "--effect-orders", "4000", "--before", "HEAD", "--results", str(results),
-                           "--plot", str(plot)],
+                           "--effect-orders", "4000", "--quix-effect-events", "2000", "--before", "HEAD",
+                           "--results", str(results), "--plot", str(plot)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = results.read_text().splitlines()
