@@ -159,6 +159,15 @@ class OrderIndex:
 
     # -- keeping the entries in step with the orders ------------------------------------------
 
+    def look(self, order: m.Order) -> None:
+        """An order read to take an event: `sync(order, order)`, which checks its entries the first
+        time, and nothing at all once this index made them right (the order changes only through
+        `sync` and `remove` after that, and whatever else could change it, a rebalance or changes
+        dropped as stale, clears what is remembered here)."""
+        if order["order_id"] in self._known and self.entries.stale_dropped == self._stale_seen:
+            return
+        self.sync(order, order)
+
     def sync(self, order: m.Order, before: m.Order | None) -> None:
         """Make the order's entries say what the order says: its client entry,
         its due entry, its stuck mark. `before` is the record as stored.

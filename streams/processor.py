@@ -57,6 +57,9 @@ class Index(Protocol):
     def sync(self, order: m.Order, before: m.Order | None) -> None:
         """Make the order's client, due and stuck entries say what the order says."""
 
+    def look(self, order: m.Order) -> None:
+        """`sync(order, order)` when the order is read to take an event (free once known right)."""
+
     def remove(self, order: m.Order) -> None: ...
     def reschedule(self, order_id: str, old: float | None, new: float | None) -> None: ...
     def drop_due(self, entry: Due) -> None: ...
@@ -128,7 +131,7 @@ class Processor:
                 await self._on_closed(marker, event, source, now)
                 return
         if stored is not None:
-            self.index.sync(stored, stored)  # a crash may have landed the order without its entries
+            self.index.look(stored)  # a crash may have landed the order without its entries
         decision = await self._run(self.decider.event(stored, event, source, now))
         if decision.notices or decision.letters:
             await self._carry_out(decision, source.partition)

@@ -95,7 +95,8 @@ class PartitionStats:
 
     def changed(self, partition: int, before: Order | None, after: Order | None) -> None:
         """An order record was saved: move its census contribution from `before` to `after`."""
-        self._restore(partition)
+        if partition not in self.restored:
+            self._restore(partition)
         census = self.census[partition]
         if after is not None:
             _count_in(census, after, 1)

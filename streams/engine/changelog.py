@@ -104,8 +104,7 @@ class ChangelogWriter:
             records.append((partition, key_bytes, record))
         for partition, (batch, deleted) in batches.items():
             store.write_local(partition, batch, deleted)
-        for partition, key_bytes, record in records:
-            self._send(table, store, partition, key_bytes, record)
+        self._send_all(table, store, records)
 
     def delete(self, table: Any, key: Any, partition: int) -> None:
         """Remove the key and write its tombstone (nothing when the key is not there)."""
@@ -132,19 +131,25 @@ class ChangelogWriter:
         return bytes(self._app.serializers.dumps_key(table.key_type, key, serializer=table.key_serializer))
 
     def _send(self, table: Any, store: RocksStore, partition: int, key: bytes, value: bytes | None) -> None:
+        self._send_all(table, store, [(partition, key, value)])
+
+    def _send_all(self, table: Any, store: RocksStore,
+                  records: list[tuple[int, bytes, bytes | None]]) -> None:
+        """The changelog records of one table, `(partition, key, value or None: a tombstone)`."""
         topic = table.changelog_topic.get_topic_name()
         self._stores[topic] = store
         producer = self._producer or self._open()
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, partition=partition,
-                                 on_delivery=self._on_delivery)
-                break
-            except BufferError:  # librdkafka's queue is full: let it deliver some
-                producer.poll(0.05)
-        self._produced += 1
-        if self._produced % 1000 == 0:
-            producer.poll(0)  # serve delivery reports as we go
+        on_delivery = self._on_delivery  # bound once per call, not per record
+        for partition, key, value in records:
+            while True:
+                try:
+                    producer.produce(topic, value, key, partition=partition, on_delivery=on_delivery)
+                    break
+                except BufferError:  # librdkafka's queue is full: let it deliver some
+                    producer.poll(0.05)
+            self._produced += 1
+            if self._produced % 1000 == 0:
+                producer.poll(0)  # serve delivery reports as we go
 
     def _open(self) -> Producer:
         self._producer = Producer(self._config)

@@ -104,6 +104,31 @@ def test_a_moved_order_moves_its_entries_and_a_removed_one_leaves_none() -> None
     assert table == {}
 
 
+class ReadCountingTable(dict):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
+def test_the_first_look_at_an_order_mends_its_entries_and_later_looks_read_nothing() -> None:
+    table = ReadCountingTable()
+    index = OrderIndex(BufferedTable(table))
+    landed = {**order("o1", "c1", 1_000.0), "due_at": 2_000.0}  # its record landed, its entries not
+    index.look(landed)
+    assert [e.order_id for e in index.due(0, 2_000.0, 10)] == ["o1"]
+    assert [e.order_id for e in index.client_page([0], "c1", None, 10, None).entries] == ["o1"]
+    reads = table.reads
+    index.look(landed)
+    assert table.reads == reads, "the entries are known right: nothing read"
+    index.forget()  # a rebalance: the next look checks again
+    index.look(landed)
+    assert table.reads > reads
+
+
 def test_a_cursor_not_given_by_the_view_is_refused() -> None:
     for cursor in ("", "!!", "bm90LWEta2V5", "MTIzOm8x"):
         with pytest.raises(BadCursor):
