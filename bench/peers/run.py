@@ -166,6 +166,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.orders < 1000 or not 0 <= args.duplicates < 1:
         parser.error("at least 1000 orders, and a duplicate share in [0, 1)")
+    if args.effect_orders < 1 or args.quix_effect_events < 1:
+        parser.error("--effect-orders and --quix-effect-events must be at least 1")
     python = peers_python()
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-peers-"))
     before = checkout(args.before, workdir / "before") if args.before else None
