@@ -96,7 +96,7 @@ async def _on_event(event: Delivered) -> None:
     acked: Any = event
     missing = await w.gaps.missing(tp, source.offset)
     if missing:
-        fetched = await w.gaps.fetch((source.topic, source.partition), missing)
+        fetched = await w.gaps.fetch(tp, missing)
         log.warning("Faust skipped offsets %d-%d of %s[%d]; %d fetched and processed first",
                     missing.start, missing.stop - 1, source.topic, source.partition, len(fetched))
         items = [(Source(source.topic, source.partition, offset), key, value)
