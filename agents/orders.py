@@ -32,6 +32,7 @@ from streams.engine.flow import refetch_starved
 from streams.engine.gaps import FilledGap, refuse_acks_of_skipped, seek_uncommitted_to_beginning
 from streams.engine.stalls import LoopTurn, watch_stalls
 from streams.engine.supervision import HARD_EXIT_GRACE_S, watch_for_stuck
+from streams.engine.waits import describe_waits
 from streams.errors import InvalidEvent
 from streams.index import Due
 from streams.worker import agent_state, build, built, crash, is_current, worker
@@ -204,7 +205,7 @@ def _start_worker(app: faust.App, **_: Any) -> None:
     # stuck, it has nothing in flight to finish, and its stop may hang too: a short bound
     watch_for_stuck(app, settings.stuck_after_s, lambda: crash(
         RuntimeError(f"in a rebalance or recovery for over {settings.stuck_after_s:g}s"),
-        hard_exit_after_s=HARD_EXIT_GRACE_S))
+        hard_exit_after_s=HARD_EXIT_GRACE_S), describe=lambda: describe_waits(app))
     watch_stalls(app.loop, settings.stall_report_ms / 1000, observe_lag=w.metrics.observe_loop_lag)
     w.collector.start(app.loop)
 

@@ -163,7 +163,8 @@ def seek_uncommitted_to_beginning(consumer: Any, topics: set[str]) -> None:
     only to a committed offset above 0: a partition nobody has committed yet (a worker killed
     before its first commit) stays where the dropped fetch left it, and those events are never
     delivered. Seeking such a partition to its beginning is what `auto_offset_reset="earliest"`
-    promises; the events it re-delivers are dropped as duplicates by their event ids.
+    promises; the events it re-delivers are dropped as duplicates by their event ids. The seek
+    runs in the consumer's thread, where aiokafka's fetcher lives (Faust's `seek_wait`).
     """
     if getattr(consumer, "_orderflow_seeks_uncommitted", False):
         return
@@ -175,8 +176,9 @@ def seek_uncommitted_to_beginning(consumer: Any, topics: set[str]) -> None:
         if uncommitted:
             log.info("no committed offset for %s: reading them from the beginning",
                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(uncommitted)))
-            for tp, offset in (await consumer.earliest_offsets(*uncommitted)).items():
-                await consumer.seek(tp, offset)
+            # seek_wait, not seek: Faust's `seek` calls aiokafka's from the event loop's thread,
+            # while aiokafka runs in the consumer's own thread (its buffers, its loop's futures)
+            await consumer.seek_wait(dict(await consumer.earliest_offsets(*uncommitted)))
         return committed
 
     consumer.seek_to_committed = seek_to_committed_or_beginning

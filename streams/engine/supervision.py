@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import mode
@@ -83,23 +84,45 @@ def is_ready(app: Any) -> bool:
                 and app.assignor.assigned_actives())
 
 
-def watch_for_stuck(app: Any, limit_s: float, stop: Any, every_s: float = 2.0) -> None:
+def watch_for_stuck(app: Any, limit_s: float, stop: Any, every_s: float = 2.0,
+                    describe: Callable[[], str] | None = None, describe_after_s: float = 45.0) -> None:
     """Run `StuckWatch` in a thread of its own, from the worker's start: Faust starts the app's
     timers only once the first rebalance is done, and a chaos run left restarted workers stuck in
     exactly that first rebalance. When stuck: `stop()` on the event loop, and a hard exit 15 s
-    later should the stop hang (or the loop not answer)."""
-    if limit_s <= 0:
+    later should the stop hang (or the loop not answer). A rebalance or recovery longer than
+    `describe_after_s` is described once (what `describe()` says, run on the event loop)."""
+    if limit_s <= 0 or getattr(app, "_orderflow_stuck_watch", False):
         return
+    app._orderflow_stuck_watch = True
     watch = StuckWatch(limit_s)
+    long_one = StuckWatch(describe_after_s)
+
+    def report() -> None:
+        assert describe is not None
+        try:
+            log.warning("in a rebalance or recovery for over %.0fs; waiting on:\n%s",
+                        describe_after_s, describe())
+        except Exception as exc:  # a diagnostic must not harm the worker
+            log.warning("in a rebalance or recovery for over %.0fs (not described: %r)",
+                        describe_after_s, exc)
 
     def run() -> None:
+        described = False
         while True:
             time.sleep(every_s)
             try:
-                stuck = watch.stuck(in_rebalance(app))
+                rebalancing = in_rebalance(app)
+                stuck = watch.stuck(rebalancing)
+                long = long_one.stuck(rebalancing)
             except Exception as exc:  # read from another thread: a torn read now and then
                 log.debug("stuck watch: %r", exc)
                 continue
+            if long and not described and describe is not None:
+                described = True
+                with contextlib.suppress(Exception):
+                    app.loop.call_soon_threadsafe(report)
+            elif not rebalancing:
+                described = False
             if stuck:
                 log.critical("in a rebalance or recovery for over %.0fs: stopping the worker", limit_s)
                 arm_hard_exit(HARD_EXIT_GRACE_S)

@@ -38,6 +38,15 @@ one object fewer per event for the CPU and for every young collection to walk (a
 events/s side by side, bench/RESULTS.md, 2026-12-04). Records of other topics (the changelogs
 being recovered, any other agent's) still become Faust's messages.
 
+No fetched record dropped for good. Faust's `getmany` drops the records of a fetch when the flow
+stopped since (a rebalance began) or their partition was paused, and counts on the seek to the
+committed offset at the end of the rebalance to fetch them again. That seek does not cover the
+tables' changelog partitions: a recovery that sought its changelog partitions and whose first
+records were fetched just before it resumed the flow lost them, and waited for them for good (the
+recovery stall of the README's Known problems, caught by `streams/engine/waits.py`'s report). Here
+every partition with records dropped is sought back to the first of them, in aiokafka's thread,
+unless a seek moved it after that fetch (`rewind`).
+
 `RawBytes`: Faust's `raw` serializer still runs each key and value through its codec registry
 (several calls and settings lookups per message); the agent decodes and validates bytes itself.
 """
@@ -46,8 +55,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -78,9 +87,66 @@ class FairConsumerThread(driver.AIOKafkaConsumerThread):
                              timeout: float | None = None, max_records: int | None = None) -> Any:
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
                                                max_records=max_records)
-        if records and max_records is not None:
+        if not records:
+            return records
+        if max_records is not None:
             served_last(consumer._fetcher._records, records)
-        return records
+        return Fetched(records, positions_of(consumer, records))
+
+    async def seek_back(self, dropped: dict[TP, tuple[int, int]]) -> list[TP]:
+        """Seek each partition of `dropped` back to its first dropped offset, in this thread
+        (aiokafka's), unless something moved it since the fetch; the partitions sought back."""
+        return list(await self.call_thread(self._rewind, dropped))
+
+    async def _rewind(self, dropped: dict[TP, tuple[int, int]]) -> list[TP]:
+        return rewind(self._ensure_consumer(), dropped)  # no await: one step of this thread
+
+
+class Fetched(dict[TP, list[Any]]):
+    """One fetch's records by partition, with where the fetch left each partition's position
+    (past the last record, or past a compacted batch's end)."""
+
+    def __init__(self, records: Mapping[TP, list[Any]], positions: dict[TP, int]) -> None:
+        super().__init__(records)
+        self.positions = positions
+
+
+def positions_of(client: Any, partitions: Any) -> dict[TP, int]:
+    """The current position of each partition (in the consumer's thread)."""
+    assignment = client._subscription.subscription.assignment
+    positions = {}
+    for tp in partitions:
+        state = assignment.state_value(tp)
+        if state is not None and state.has_valid_position:
+            positions[tp] = state.position
+    return positions
+
+
+def rewind(client: Any, dropped: dict[TP, tuple[int, int]]) -> list[TP]:
+    """For each partition, `(first, fetched_to)`: records from offset `first` were fetched and never
+    delivered, and that fetch left the position at `fetched_to`. Seek it back to `first` when its
+    position is still `fetched_to`; any other position means a seek came after the fetch (a
+    recovery's, or the rebalance's seek to the committed offset) and stands. Runs in the
+    consumer's thread: aiokafka's state is that thread's."""
+    subscription = client._subscription
+    assignment = subscription.subscription.assignment if subscription.subscription else None
+    sought = []
+    for tp, (first, fetched_to) in dropped.items():
+        if assignment is None or not subscription.is_assigned(tp):
+            continue
+        state = assignment.state_value(tp)
+        if state is not None and state.has_valid_position and state.position == fetched_to:
+            client.seek(tp, first)
+            sought.append(tp)
+    return sought
+
+
+def unserved(records: Mapping[TP, list[Any]], served: dict[TP, int]) -> dict[TP, tuple[int, int]]:
+    """Per partition with records past its `served` first: the first of those, and where the
+    fetch left its position (`Fetched`; else one past its last record)."""
+    positions = getattr(records, "positions", {})
+    return {tp: (batch[served.get(tp, 0)].offset, positions.get(tp, batch[-1].offset + 1))
+            for tp, batch in records.items() if served.get(tp, 0) < len(batch)}
 
 
 def served_last(fetched: Any, served: Any) -> None:
@@ -187,6 +253,7 @@ class Consumer(driver.Consumer):
         if not self.flow_active:
             self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
             try:
+                await self._seek_back_unserved(records, {})
                 await self.perform_seek()
             except Exception as ex:
                 self.log.warning(f"exception performing seek when flow not active {ex}")
@@ -194,18 +261,46 @@ class Consumer(driver.Consumer):
         inbox: Inbox | None = getattr(self.app, "inbox", None)
         inbox_topics = inbox.topics if inbox is not None else frozenset()
         to_message, monitor, app = self._to_message, self.app.monitor, self.app
-        watermarked: set[TP] = set()
+        served: dict[TP, int] = {}  # records of each partition yielded, from its first
+        stopped: set[TP] = set()  # partitions whose rest of this fetch is dropped
+        halted = False
         for tp, record in self.scheduler.iterate(records):
             if not self.flow_active or app.consumer_generation_id != generation_id:
+                halted = True
                 break
+            if stopped and tp in stopped:
+                continue
             if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
-                if tp not in watermarked:
-                    watermarked.add(tp)
+                count = served.get(tp)
+                if count is None:  # the partition's first record of this fetch
                     monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    count = 0
+                served[tp] = count + 1
                 if tp.topic in inbox_topics:
                     yield tp, Delivered.of_record(tp, record, generation_id, self)
                 else:
                     yield tp, to_message(tp, record)
+            else:  # paused since the fetch: this record and the rest of its partition's are dropped
+                stopped.add(tp)
+        if halted or stopped:
+            await self._seek_back_unserved(records, served)
+
+    async def _seek_back_unserved(self, records: Mapping[TP, list[Any]], served: dict[TP, int]) -> None:
+        """Records fetched and not delivered (the flow stopped, or their partition was paused,
+        since the fetch): Faust drops them and counts on the seek to the committed offset at the
+        end of the rebalance to fetch them again, but that seek does not cover a table's changelog
+        partitions. A recovery that sought its changelog partitions, and whose first records were
+        fetched just before it resumed the flow, lost them that way and waited for them for good
+        (README, Known problems). So their partitions are sought back to them, unless another seek
+        moved them since."""
+        dropped = unserved(records, served)
+        if not dropped:
+            return
+        sought = await cast(FairConsumerThread, self._thread).seek_back(dropped)
+        if sought:
+            self.log.info("fetched records dropped unseen (the flow stopped or the partition was "
+                          "paused): %s sought back to them", ", ".join(
+                              f"{tp.topic}[{tp.partition}]@{dropped[tp][0]}" for tp in sorted(sought)))
 
     async def _hand_over(self, inbox: Inbox | None, batch: list[Delivered],
                          wait_for_room: bool = True) -> list[Delivered]:
