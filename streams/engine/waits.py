@@ -33,9 +33,9 @@ def describe_waits(app: Any) -> str:
     lines.append(f"Faust: active {_names(active)}; paused {_names(consumer._paused_partitions)}; "
                  f"buffered {_names(consumer._buffered_partitions)}")
     lines.extend(_fetch_state(consumer))
-    for task in _tasks_of(app.loop) + _tasks_of(_consumer_thread_loop(consumer)):
+    for task, frames in _waiting(app.loop) + _waiting(_consumer_thread_loop(consumer)):
         lines.append(f"task {task.get_coro().__qualname__}:")  # type: ignore[union-attr]
-        for frame in task.get_stack(limit=8):
+        for frame in frames[-12:]:
             code = frame.f_code
             lines.append(f"    {code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
     return "\n".join(lines)
@@ -60,11 +60,30 @@ def _fetch_state(consumer: Any) -> list[str]:
     return lines
 
 
-def _tasks_of(loop: asyncio.AbstractEventLoop | None) -> list[asyncio.Task[Any]]:
+def _waiting(loop: asyncio.AbstractEventLoop | None) -> list[tuple[asyncio.Task[Any], list[Any]]]:
+    """The tasks of `loop` with a watched coroutine in their chain of awaits, and that chain."""
     if loop is None:
         return []
-    return [task for task in asyncio.all_tasks(loop)
-            if getattr(task.get_coro(), "__name__", "") in WATCHED_COROUTINES]
+    found = []
+    for task in list(asyncio.all_tasks(loop)):
+        frames = awaiting(task.get_coro())
+        if any(frame.f_code.co_name in WATCHED_COROUTINES for frame in frames):
+            found.append((task, frames))
+    return found
+
+
+def awaiting(coro: Any) -> list[Any]:
+    """The frames of a suspended coroutine and of what it awaits, down to where it waits
+    (`Task.get_stack` gives only the outermost)."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) \
+            or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) \
+            or getattr(coro, "gi_yieldfrom", None)
+    return frames
 
 
 def _consumer_thread_loop(consumer: Any) -> asyncio.AbstractEventLoop | None:
