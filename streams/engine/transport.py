@@ -283,7 +283,10 @@ class Consumer(driver.Consumer):
             else:  # paused since the fetch: this record and the rest of its partition's are dropped
                 stopped.add(tp)
         if halted or stopped:
-            await self._seek_back_unserved(records, served)
+            try:
+                await self._seek_back_unserved(records, served)
+            except Exception as exc:  # the consumer stopping, say: the rebalance's own seeks remain
+                self.log.warning("could not seek back to records dropped unseen: %r", exc)
 
     async def _seek_back_unserved(self, records: Mapping[TP, list[Any]], served: dict[TP, int]) -> None:
         """Records fetched and not delivered (the flow stopped, or their partition was paused,

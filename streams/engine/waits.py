@@ -1,8 +1,10 @@
 """What a worker stuck in a rebalance or a recovery is waiting for, in one log record.
 
-A recovery that got no changelog record for minutes (README, Known problems) left only Faust's
-"No event received for active tp" lines: nothing said whether the partitions were fetched at all,
-whether the drain loop was waiting somewhere, or what aiokafka held for them. `describe_waits`
+A recovery that got no changelog record for minutes left only Faust's "No event received for
+active tp" lines: nothing said whether the partitions were fetched at all, whether the drain loop
+was waiting somewhere, or what aiokafka held for them. This report showed the records fetched (the
+positions past them) and never delivered, which found the cause (streams/engine/transport.py, "No
+fetched record dropped for good"). `describe_waits`
 puts that in one report: Faust's flow and partition sets, aiokafka's fetch state of every assigned
 partition (position, paused, buffered records, reset pending), and where the drain loop and the
 recovery's tasks are awaiting. Read from the event loop; aiokafka's state belongs to the consumer's
