@@ -252,8 +252,8 @@ class Consumer(driver.Consumer):
             return
         if not self.flow_active:
             self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+            await self._seek_back_unserved(records, {})
             try:
-                await self._seek_back_unserved(records, {})
                 await self.perform_seek()
             except Exception as ex:
                 self.log.warning(f"exception performing seek when flow not active {ex}")
@@ -283,10 +283,7 @@ class Consumer(driver.Consumer):
             else:  # paused since the fetch: this record and the rest of its partition's are dropped
                 stopped.add(tp)
         if halted or stopped:
-            try:
-                await self._seek_back_unserved(records, served)
-            except Exception as exc:  # the consumer stopping, say: the rebalance's own seeks remain
-                self.log.warning("could not seek back to records dropped unseen: %r", exc)
+            await self._seek_back_unserved(records, served)
 
     async def _seek_back_unserved(self, records: Mapping[TP, list[Any]], served: dict[TP, int]) -> None:
         """Records fetched and not delivered (the flow stopped, or their partition was paused,
@@ -299,7 +296,11 @@ class Consumer(driver.Consumer):
         dropped = unserved(records, served)
         if not dropped:
             return
-        sought = await cast(FairConsumerThread, self._thread).seek_back(dropped)
+        try:
+            sought = await cast(FairConsumerThread, self._thread).seek_back(dropped)
+        except Exception as exc:  # the consumer stopping, say: the rebalance's own seeks remain
+            self.log.warning("could not seek back to records dropped unseen: %r", exc)
+            return
         if sought:
             self.log.info("fetched records dropped unseen (the flow stopped or the partition was "
                           "paused): %s sought back to them", ", ".join(
