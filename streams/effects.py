@@ -1,19 +1,18 @@
-"""HTTP effects of transitions through one shared aiohttp session, with outcome classes.
+"""HTTP effects of transitions through one keep-alive client (streams/httpclient.py), with
+outcome classes.
 
 Every request carries `Idempotency-Key: <event_id>` so a retried call is applied once downstream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from schemas.envelope import Envelope
 from streams.core.outcomes import EffectResult, Outcome
+from streams.httpclient import ConnectFailed, HttpClient, HttpError
 
 __all__ = ["EffectResult", "Effects", "Outcome", "classify_status", "parse_retry_after"]
 
@@ -41,14 +40,14 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Effects:
-    """Calls `POST {base_url}/{effect}` for an event; one session, bounded connections."""
+    """Calls `POST {base_url}/{effect}` for an event over keep-alive connections
+    (streams/httpclient.py), at most `max_connections` at once."""
 
     def __init__(self, base_url: str, timeout_s: float = 10.0, max_connections: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, URL] = {}  # effect -> its URL, parsed once (yarl per call is costly)
+        self._client: HttpClient | None = None
 
     @property
     def enabled(self) -> bool:
@@ -56,45 +55,40 @@ class Effects:
 
     async def call(self, effect: str, event: Envelope) -> EffectResult:
         """Run one effect for `event` and classify the answer."""
-        if not self.base_url.startswith(("http://", "https://")):
-            return EffectResult(Outcome.TERMINAL, f"bad effects URL {self.base_url!r}")
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                cookie_jar=aiohttp.DummyCookieJar(),  # an effects service sets no session for us
-            )
-        body = orjson.dumps({"order_id": event["order_id"], "client_id": event["client_id"],
-                             "event_id": event["event_id"], "type": event["type"],
-                             "payload": event.get("payload") or {}})
-        url = self._urls.get(effect)
-        if url is None:
+        client = self._client
+        if client is None:
+            if not self.base_url.startswith(("http://", "https://")):
+                return EffectResult(Outcome.TERMINAL, f"bad effects URL {self.base_url!r}")
             try:
-                url = self._urls[effect] = URL(f"{self.base_url}/{effect}")
+                client = self._client = HttpClient(self.base_url, self._timeout_s, self._max_connections,
+                                                   wanted_headers=("retry-after", "location"))
             except ValueError as exc:
                 return EffectResult(Outcome.TERMINAL, f"POST /{effect}: bad URL {exc}")
+        key = event["event_id"]
+        if "\r" in key or "\n" in key:  # ids are checked at ingest; a header must not be split anyway
+            return EffectResult(Outcome.TERMINAL, f"POST /{effect}: the event id cannot be a header")
+        body = orjson.dumps({"order_id": event["order_id"], "client_id": event["client_id"],
+                             "event_id": key, "type": event["type"],
+                             "payload": event.get("payload") or {}})
         try:
-            async with self._session.post(
-                url, data=body,
-                headers={"Idempotency-Key": event["event_id"], "Content-Type": "application/json"},
-            ) as response:
-                text = (await response.read())[:200].decode("utf-8", errors="replace")
-                outcome = classify_status(response.status)
-                return EffectResult(
-                    outcome, f"POST /{effect}: HTTP {response.status} {text}".strip(),
-                    parse_retry_after(response.headers.get("Retry-After")),
-                )
+            answer = await client.post(client.path_of(effect), body,
+                                       b"Idempotency-Key: %s\r\n" % key.encode("utf-8"))
         except TimeoutError:
             return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: timed out")
-        except aiohttp.ClientConnectionError as exc:
+        except ConnectFailed as exc:
             return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: connection error: {exc}")
-        except aiohttp.InvalidURL as exc:
-            return EffectResult(Outcome.TERMINAL, f"POST /{effect}: bad URL {exc}")
-        except aiohttp.ClientError as exc:  # a broken answer (payload, headers): try again later
-            return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: {type(exc).__name__}: {exc}")
-        except asyncio.CancelledError:
-            raise
+        except HttpError as exc:  # a broken answer: try again later
+            return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: {exc}")
+        status = answer.status
+        if 300 <= status < 400:
+            return EffectResult(Outcome.TERMINAL, f"POST /{effect}: HTTP {status}, a redirect to "
+                                f"{answer.headers.get('location', '?')} (not followed: point "
+                                "ORDERFLOW_EFFECTS_URL at the service itself)")
+        text = answer.body[:200].decode("utf-8", errors="replace")
+        return EffectResult(classify_status(status), f"POST /{effect}: HTTP {status} {text}".strip(),
+                            parse_retry_after(answer.headers.get("retry-after")))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()

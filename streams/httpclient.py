@@ -1,0 +1,224 @@
+"""A lean HTTP/1.1 client for effect calls: keep-alive connections, one write per request, the
+answer parsed by httptools (llhttp, the parser of Node.js, as uvicorn uses it).
+
+Why not aiohttp's client: with effects, the worker's event loop thread is the limit, and each
+call through `ClientSession.post` cost it about 100 µs (a request object, its headers' multidict,
+a writer task, a response object and its stream reader, a timer context), more than all the rest
+of an event (46 µs). This client writes a request in one `transport.write` of bytes built with
+one format and hands the answer back through one future: about 35 µs per call on the same
+machine and gateway (bench/RESULTS.md, 2026-12-04). Written by hand because what is needed is
+small and fixed (a POST to one service, a status, a header, a body) while a general client
+carries what an effect call never uses.
+
+What it does: POSTs a body to paths of one origin (http or https), over at most `limit`
+keep-alive connections; returns the status, the headers asked for, and the body (at most
+`max_body` bytes kept, the rest read and dropped so the connection can be used again); a total
+timeout per call (connecting included). A connection the server closed while it was idle is
+noticed when the call on it gets no answer at all, and the call is made once more on a new
+connection (an effect call carries an Idempotency-Key, so a repeat is harmless). What it does
+not do: redirects (a 3xx answer is returned as it is), proxies, cookies, compression, HTTP/2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import httptools
+
+__all__ = ["Answer", "BrokenAnswer", "ConnectFailed", "HttpClient", "HttpError"]
+
+
+class HttpError(Exception):
+    """The call got no complete answer."""
+
+
+class ConnectFailed(HttpError):
+    """No connection to the service (refused, unreachable, name not found, TLS handshake)."""
+
+
+class BrokenAnswer(HttpError):
+    """The connection closed before a complete answer, or the answer was not HTTP."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: dict[str, str]  # the names asked for (lower case) that the answer carried
+    body: bytes  # its first `max_body` bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one request at a time, its answer parsed as it arrives."""
+
+    def __init__(self, wanted: frozenset[bytes], max_body: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._wanted = wanted
+        self._max_body = max_body
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.received = False  # a byte of the current answer came
+        self.keep_alive = True
+        self._headed = False  # the current answer's status and headers came
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._kept = 0
+
+    def send(self, request: bytes) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        self._reset()
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self._waiter
+
+    def abort(self) -> None:
+        """Drop the connection (a timed-out call: its answer may still come, and must not be
+        taken for the next call's)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BrokenAnswer("the service asked to switch protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(BrokenAnswer(f"not an HTTP answer: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._headed and exc is None:  # an answer without a length ends with its connection
+            self.keep_alive = False
+            self._complete()
+        else:
+            self._fail(BrokenAnswer("the connection closed before the answer ended"
+                                    + (f" ({exc})" if exc is not None else "")))
+
+    # -- httptools' callbacks ---------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in self._wanted:
+            self._headers[name.decode("latin-1")] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._headed = True
+
+    def on_body(self, body: bytes) -> None:
+        room = self._max_body - self._kept
+        if room > 0:
+            self._body.append(body[:room])
+            self._kept += min(room, len(body))
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self._parser.should_keep_alive()
+        self._complete()
+
+    def _complete(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Answer(self._parser.get_status_code(), self._headers, b"".join(self._body)))
+
+    def _fail(self, error: HttpError) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+
+class HttpClient:
+    """POSTs to `base_url`'s origin; `ValueError` at construction for a URL it cannot use."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0, limit: int = 100,
+                 wanted_headers: tuple[str, ...] = ("retry-after",), max_body: int = 1024,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(base_url)  # ValueError for a malformed address (an unclosed IPv6 bracket)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{base_url!r} is not an http:// or https:// address")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        self._path = parts.path.rstrip("/")
+        default_port = (parts.scheme, self.port) in (("http", 80), ("https", 443))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_header = (host if default_port else f"{host}:{self.port}").encode("idna")
+        self.timeout_s = timeout_s
+        self._wanted = frozenset(name.lower().encode() for name in wanted_headers)
+        self._max_body = max_body
+        self._slots = asyncio.Semaphore(limit)
+        self._idle: list[_Connection] = []
+        self._paths: dict[str, bytes] = {}
+
+    def path_of(self, name: str) -> bytes:
+        """The request path of `name` under the base URL's path (quoted, made once per name)."""
+        path = self._paths.get(name)
+        if path is None:
+            path = self._paths[name] = f"{self._path}/{quote(name, safe='/-._~')}".encode("ascii")
+        return path
+
+    async def post(self, path: bytes, body: bytes, headers: bytes = b"") -> Answer:
+        """POST `body` (JSON) to `path` with extra `headers` (complete `Name: value\\r\\n` lines);
+        TimeoutError past the timeout, HttpError for no complete answer."""
+        request = (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n%s\r\n%s"
+                   % (path, self._host_header, len(body), headers, body))
+        async with self._slots, asyncio.timeout(self.timeout_s):
+            connection = self._take_idle()
+            if connection is not None:
+                try:
+                    return await self._exchange(connection, request)
+                except BrokenAnswer:
+                    if connection.received:
+                        raise
+                    # closed by the service while idle (no byte of an answer): once more, anew
+            return await self._exchange(await self._connect(), request)
+
+    async def close(self) -> None:
+        """Close the idle connections (calls in flight end with their own)."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.abort()
+
+    def _take_idle(self) -> _Connection | None:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed:
+                return connection
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, connection = await loop.create_connection(
+                lambda: _Connection(self._wanted, self._max_body), self.host, self.port,
+                ssl=self._ssl, server_hostname=self.host if self._ssl is not None else None)
+        except OSError as exc:  # refused, unreachable, no such name, TLS refused
+            raise ConnectFailed(str(exc) or type(exc).__name__) from None
+        return connection
+
+    async def _exchange(self, connection: _Connection, request: bytes) -> Answer:
+        try:
+            answer = await connection.send(request)
+        except BaseException:  # timed out or cancelled mid-call: its answer must not be the next one's
+            connection.abort()
+            raise
+        if connection.keep_alive and not connection.closed:
+            self._idle.append(connection)
+        else:
+            connection.abort()
+        return answer

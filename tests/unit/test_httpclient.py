@@ -1,0 +1,235 @@
+"""The effects' HTTP/1.1 client (streams/httpclient.py) against a scripted server in-process: what
+it sends, keep-alive, answers of every shape it must read, and the failures it must tell apart."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from streams.effects import Effects, Outcome
+from streams.httpclient import BrokenAnswer, ConnectFailed, HttpClient
+from tests.conftest import free_port
+from tests.helpers import make_event
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+Script = Callable[[int, int, bytes], Awaitable[bytes | None]]  # (connection, request, head) -> answer
+
+
+class Server:
+    """Answers each request as `script` says (None: close without answering); counts connections
+    and keeps every request's head and body."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[tuple[bytes, bytes]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection, served = self.connections, 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                body = await reader.readexactly(length)
+                self.requests.append((head, body))
+                served += 1
+                answer = await self.script(connection, served, head)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if b"Connection: close" in answer:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> tuple[asyncio.Server, int]:
+        port = free_port()
+        return await asyncio.start_server(self.handle, "127.0.0.1", port, ssl=ssl_context), port
+
+
+async def answer_ok(connection: int, request: int, head: bytes) -> bytes:
+    return OK
+
+
+async def test_calls_reuse_one_connection_and_send_one_complete_request() -> None:
+    server = Server(answer_ok)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}/api/")
+    try:
+        answers = [await client.post(client.path_of("ship ments"), b'{"a":1}', b"Idempotency-Key: k1\r\n")
+                   for _ in range(3)]
+    finally:
+        await client.close()
+        listening.close()
+    assert [(a.status, a.body) for a in answers] == [(200, b"ok")] * 3
+    assert server.connections == 1
+    head, body = server.requests[0]
+    assert head.startswith(b"POST /api/ship%20ments HTTP/1.1\r\n")
+    assert f"Host: 127.0.0.1:{port}\r\n".encode() in head
+    assert b"Idempotency-Key: k1\r\n" in head and b"Content-Type: application/json\r\n" in head
+    assert body == b'{"a":1}'
+
+
+async def test_chunked_closing_and_unbounded_answers_are_read_whole() -> None:
+    answers = {1: b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"4\r\nbusy\r\n5\r\n, try\r\n0\r\n\r\n",
+               2: b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone",
+               3: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"}
+
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        return answers[len(server.requests)]
+
+    server = Server(script)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}", max_body=8)
+    try:
+        busy, created, unbounded = [await client.post(b"/x", b"{}") for _ in range(3)]
+    finally:
+        await client.close()
+        listening.close()
+    assert (busy.status, busy.headers, busy.body) == (503, {"retry-after": "7"}, b"busy, tr")
+    assert (created.status, created.body) == (201, b"done")
+    assert (unbounded.status, unbounded.body) == (200, b"until th")
+    assert server.connections == 2  # the service closed after the second answer
+
+
+async def test_a_connection_the_service_closed_while_idle_is_replaced_once() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes | None:
+        return None if (connection, request) == (1, 2) else OK  # closes instead of a second answer
+
+    server = Server(script)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}")
+    try:
+        first, second = await client.post(b"/x", b"{}"), await client.post(b"/x", b"{}")
+    finally:
+        await client.close()
+        listening.close()
+    assert (first.status, second.status) == (200, 200)
+    assert server.connections == 2 and len(server.requests) == 3
+
+
+async def test_a_new_connection_closed_without_an_answer_is_a_broken_answer() -> None:
+    async def script(connection: int, request: int, head: bytes) -> None:
+        return None
+
+    server = Server(script)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(BrokenAnswer):
+            await client.post(b"/x", b"{}")
+    finally:
+        await client.close()
+        listening.close()
+    assert len(server.requests) == 1  # not repeated: the connection was new
+
+
+async def test_a_late_answer_is_a_timeout_and_its_connection_is_not_used_again() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        if connection == 1:
+            await asyncio.sleep(0.5)
+        return OK
+
+    server = Server(script)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}", timeout_s=0.1)
+    try:
+        with pytest.raises(TimeoutError):
+            await client.post(b"/x", b"{}")
+        answer = await client.post(b"/x", b"{}")
+    finally:
+        await client.close()
+        listening.close()
+    assert answer.status == 200 and server.connections == 2
+
+
+async def test_garbage_is_a_broken_answer_and_no_service_a_failed_connection() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        return b"SMTP ready\r\n\r\n"
+
+    server = Server(script)
+    listening, port = await server.start()
+    client, nobody = HttpClient(f"http://127.0.0.1:{port}"), HttpClient(f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(BrokenAnswer, match="not an HTTP answer"):
+            await client.post(b"/x", b"{}")
+        with pytest.raises(ConnectFailed):
+            await nobody.post(b"/x", b"{}")
+    finally:
+        await client.close()
+        listening.close()
+
+
+def test_an_address_it_cannot_use_is_refused_at_once() -> None:
+    for url in ("http://[not-an-address", "ftp://example.com", "http://"):
+        with pytest.raises(ValueError):
+            HttpClient(url)
+
+
+def self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh certificate for 127.0.0.1 and a client context trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+async def test_https_is_spoken_with_the_services_certificate_checked(tmp_path: Path) -> None:
+    server_context, client_context = self_signed(tmp_path)
+    server = Server(answer_ok)
+    listening, port = await server.start(server_context)
+    trusting = HttpClient(f"https://127.0.0.1:{port}", ssl_context=client_context)
+    doubting = HttpClient(f"https://127.0.0.1:{port}")  # the system's authorities only
+    try:
+        answer = await trusting.post(b"/x", b"{}")
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await doubting.post(b"/x", b"{}")
+    finally:
+        await trusting.close()
+        listening.close()
+    assert answer.status == 200
+
+
+async def test_a_redirect_is_not_followed_but_refused_with_where_it_pointed() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 308 Moved\r\nLocation: https://new.example/shipments\r\nContent-Length: 0\r\n\r\n"
+
+    server = Server(script)
+    listening, port = await server.start()
+    effects = Effects(f"http://127.0.0.1:{port}")
+    try:
+        result = await effects.call("shipments", make_event("o1", "paid"))
+    finally:
+        await effects.close()
+        listening.close()
+    assert result.outcome is Outcome.TERMINAL
+    assert "HTTP 308" in result.message and "https://new.example/shipments" in result.message
