@@ -124,6 +124,9 @@ class _Connection(asyncio.Protocol):
             self._kept += min(room, len(body))
 
     def on_message_complete(self) -> None:
+        if 100 <= self._parser.get_status_code() < 200:  # an interim answer (103 Early Hints): the
+            self._headers, self._body, self._kept = {}, [], 0  # answer is the one after it
+            return
         self.keep_alive = self._parser.should_keep_alive()
         self._complete()
 
@@ -163,6 +166,7 @@ class HttpClient:
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[_Connection] = []
         self._paths: dict[str, bytes] = {}
+        self._closed = False
 
     def path_of(self, name: str) -> bytes:
         """The request path of `name` under the base URL's path (quoted, made once per name)."""
@@ -189,7 +193,8 @@ class HttpClient:
             return await self._exchange(await self._connect(), request)
 
     async def close(self) -> None:
-        """Close the idle connections (calls in flight end with their own)."""
+        """Close the idle connections; a call in flight closes its own when it ends."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.abort()
@@ -217,7 +222,7 @@ class HttpClient:
         except BaseException:  # timed out or cancelled mid-call: its answer must not be the next one's
             connection.abort()
             raise
-        if connection.keep_alive and not connection.closed:
+        if connection.keep_alive and not connection.closed and not self._closed:
             self._idle.append(connection)
         else:
             connection.abort()

@@ -108,6 +108,22 @@ async def test_chunked_closing_and_unbounded_answers_are_read_whole() -> None:
     assert server.connections == 2  # the service closed after the second answer
 
 
+async def test_an_interim_answer_is_not_taken_for_the_answer() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + \
+            b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops"
+
+    server = Server(script)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}")
+    try:
+        answer = await client.post(b"/x", b"{}")
+    finally:
+        await client.close()
+        listening.close()
+    assert (answer.status, answer.body) == (500, b"oops")
+
+
 async def test_a_connection_the_service_closed_while_idle_is_replaced_once() -> None:
     async def script(connection: int, request: int, head: bytes) -> bytes | None:
         return None if (connection, request) == (1, 2) else OK  # closes instead of a second answer
