@@ -50,6 +50,9 @@ class Answer:
     body: bytes  # its first `max_body` bytes
 
 
+_DELIMITING = frozenset({b"content-length", b"transfer-encoding"})
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, its answer parsed as it arrives."""
 
@@ -66,6 +69,7 @@ class _Connection(asyncio.Protocol):
         self.received = False  # a byte of the current answer came
         self.keep_alive = True
         self._headed = False  # the current answer's status and headers came
+        self._delimited = False  # ... with a length or chunks (else it ends with the connection)
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._kept = 0
@@ -100,7 +104,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._headed and exc is None:  # an answer without a length ends with its connection
+        if self._headed and not self._delimited and exc is None:  # it ends with its connection
             self.keep_alive = False
             self._complete()
         else:
@@ -111,6 +115,8 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
+        if name in _DELIMITING:
+            self._delimited = True
         if name in self._wanted:
             self._headers[name.decode("latin-1")] = value.decode("latin-1")
 
@@ -126,6 +132,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self._parser.get_status_code() < 200:  # an interim answer (103 Early Hints): the
             self._headers, self._body, self._kept = {}, [], 0  # answer is the one after it
+            self._headed = self._delimited = False
             return
         self.keep_alive = self._parser.should_keep_alive()
         self._complete()

@@ -140,6 +140,21 @@ async def test_a_connection_the_service_closed_while_idle_is_replaced_once() -> 
     assert server.connections == 2 and len(server.requests) == 3
 
 
+async def test_an_answer_cut_short_of_its_length_is_a_broken_answer() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nshort"
+
+    server = Server(script)
+    listening, port = await server.start()
+    client = HttpClient(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(BrokenAnswer, match="closed before the answer ended"):
+            await client.post(b"/x", b"{}")
+    finally:
+        await client.close()
+        listening.close()
+
+
 async def test_a_new_connection_closed_without_an_answer_is_a_broken_answer() -> None:
     async def script(connection: int, request: int, head: bytes) -> None:
         return None
