@@ -43,7 +43,7 @@ stopped since (a rebalance began) or their partition was paused, and counts on t
 committed offset at the end of the rebalance to fetch them again. That seek does not cover the
 tables' changelog partitions: a recovery that sought its changelog partitions and whose first
 records were fetched just before it resumed the flow lost them, and waited for them for good (the
-recovery stall of the README's Known problems, caught by `streams/engine/waits.py`'s report). Here
+recovery stall that `streams/engine/waits.py`'s report caught; README, rebalance guard 6). Here
 every partition with records dropped is sought back to the first of them, in aiokafka's thread,
 unless a seek moved it after that fetch (`rewind`).
 
@@ -291,8 +291,8 @@ class Consumer(driver.Consumer):
         end of the rebalance to fetch them again, but that seek does not cover a table's changelog
         partitions. A recovery that sought its changelog partitions, and whose first records were
         fetched just before it resumed the flow, lost them that way and waited for them for good
-        (README, Known problems). So their partitions are sought back to them, unless another seek
-        moved them since."""
+        (README, "No event lost in a rebalance", case 6). So their partitions are sought back to
+        them, unless another seek moved them since."""
         dropped = unserved(records, served)
         if not dropped:
             return
