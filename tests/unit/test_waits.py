@@ -66,11 +66,13 @@ async def test_a_long_recovery_is_described_once(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.WARNING, "streams.engine.supervision")
     watch_for_stuck(app, 600.0, stop=lambda: None, every_s=0.02,
                     describe=lambda: describe_waits(app), describe_after_s=0.05)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "waiting on" not in caplog.text:
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.2)  # time for a second report, were there one
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "waiting on" not in caplog.text:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # time for a second report, were there one
+    finally:
+        app.rebalancing = False  # the watch thread (a daemon) goes on idle, never "stuck"
     reports = [r for r in caplog.records if "waiting on" in r.getMessage()]
     assert len(reports) == 1
     assert "orders-changelog[1] position 0" in reports[0].getMessage()
-    app.rebalancing = False  # the watch thread (a daemon) goes on idle
