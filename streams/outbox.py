@@ -12,8 +12,13 @@ remembers it (that record is written at the next flush), and the events are comm
   in the same step: a redo of an offset at or below it sends nothing (decode is deterministic and a
   partition is decoded in offset order).
 
-What remains is one flush: a letter delivered and the record not, when a worker dies within it.
-Such a second copy has the same `id` (`streams.core.deadletters`), and every reader counts by id.
+The letters go through the changelog records' own producer (`ChangelogWriter.produce`): the same
+idempotent librdkafka producer and flush, so after a broker restart both wait for its producer id
+and leave together (through Faust's producer, a letter was delivered at once while its record
+waited, and a worker stopped in between sent it again: a chaos run, 2026-12-04). What remains is
+one flush: two partitions, so a worker dying within it may still leave one delivered and not the
+other. Such a second copy has the same `id` (`streams.core.deadletters`), and every reader counts
+by id.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from streams.acks import FlushThenAck
 from streams.app import (
     app,
     closed_table,
-    dlq_topic,
     index_table,
     lifecycle,
     orders_table,
@@ -131,9 +130,9 @@ class OrderWorker:
         """Held in the outbox until the flush that writes the order remembering it (streams/outbox.py)."""
         self.outbox.add(current_event(), letter, key_of(letter, None))
 
-    @staticmethod
-    def _produce_letter(letter: DeadLetter, key: bytes | None) -> None:
-        dlq_topic.send_soon(key=key, value=encode(letter))
+    def _produce_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        """With the changelog records, through their producer (streams/engine/changelog.py)."""
+        self.changelog.produce(settings.dlq_topic, key, encode(letter))
 
     def _send_change(self, record: ChangeRecord) -> None:
         """Held until the flush that acks its event: a crash can repeat a change, never lose one.

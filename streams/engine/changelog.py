@@ -56,8 +56,10 @@ class ChangelogWriter:
 
     def __init__(self, app: Any, client_config: dict[str, Any], report_every_s: float = 30.0) -> None:
         self._app = app
+        # murmur2, as Java's clients and Faust's producer place a keyed record (`produce`); the
+        # changelog records name their partition
         self._config = {**client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                        "compression.type": "lz4"}
+                        "compression.type": "lz4", "partitioner": "murmur2_random"}
         self._producer: Producer | None = None  # made on first use (after the worker forks, if it does)
         self._report_every_s = report_every_s
         self._stores: dict[str, RocksStore] = {}  # changelog topic -> the table's store
@@ -151,6 +153,20 @@ class ChangelogWriter:
             if self._produced % 1000 == 0:
                 producer.poll(0)  # serve delivery reports as we go
 
+    def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """A record that must leave with the changelog records (a dead letter, whose order record
+        remembers it was sent): the same idempotent producer and flush, so the two wait for the
+        same things (a broker's producer id after a restart, say) and go out together, instead of
+        the letter through Faust's producer long before the record (a worker stopped in between
+        sent the letter twice)."""
+        producer = self._producer or self._open()
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # librdkafka's queue is full: let it deliver some
+                producer.poll(0.05)
+
     def _open(self) -> Producer:
         self._producer = Producer(self._config)
         return self._producer
@@ -187,5 +203,7 @@ class ChangelogWriter:
             if offset > last.get((topic, partition), -1):
                 last[(topic, partition)] = offset
         for (topic, partition), offset in last.items():
-            self._stores[topic].persist_offset(TP(topic, partition), offset)
+            store = self._stores.get(topic)
+            if store is not None:  # not another topic's record (`produce`)
+                store.persist_offset(TP(topic, partition), offset)
 

@@ -78,21 +78,30 @@ class FakeProducer:
     pending: list[tuple[bytes, bytes | None, int, Callable[..., None]]] = field(default_factory=list)
     log: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     ends: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    others: list[tuple[str, bytes, bytes | None, Callable[..., None]]] = field(default_factory=list)
+    delivered_others: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
 
-    def produce(self, topic: str, value: bytes | None, key: bytes, partition: int,
-                on_delivery: Callable[..., None]) -> None:
-        assert topic == TOPIC
+    def produce(self, topic: str, value: bytes | None, key: bytes, partition: int = -1,
+                on_delivery: Callable[..., None] | None = None) -> None:
+        assert on_delivery is not None
+        if topic != TOPIC:  # a record of another topic (a dead letter), placed by its key
+            self.others.append((topic, key, value, on_delivery))
+            return
         local = self.store._dbs[partition].get(key)
         assert local == value, "the record went out before the store had it"
         self.pending.append((key, value, partition, on_delivery))
 
     def __len__(self) -> int:
-        return len(self.pending)
+        return len(self.pending) + len(self.others)
 
     def poll(self, _timeout: float) -> int:
         return 0
 
     def flush(self, _timeout: float) -> int:
+        others, self.others = self.others, []
+        for n, (topic, key, value, on_delivery) in enumerate(others):
+            self.delivered_others.append((topic, key, value))
+            on_delivery(None, _Message(0, 100 + n, topic))
         pending, self.pending = self.pending, []
         for key, value, partition, on_delivery in pending:
             offset = self.ends[partition]
@@ -111,9 +120,10 @@ class _Refused:
 class _Message:
     _partition: int
     _offset: int
+    _topic: str = TOPIC
 
     def topic(self) -> str:
-        return TOPIC
+        return self._topic
 
     def partition(self) -> int:
         return self._partition
@@ -253,3 +263,15 @@ def test_a_slice_of_changes_is_one_local_write_per_partition_before_its_records(
     assert [(p, k, v) for p, k, v in producer.log][1:] == [
         (0, b'"a"', b'{"v":1}'), (0, b'"b"', b'{"v":2}'), (1, b'"old"', None), (1, b'"c"', b'{"v":3}')]
     assert table.data.persisted == {0: 1, 1: 2}
+
+
+def test_a_letter_leaves_with_the_records_and_claims_no_offset(setup: Any) -> None:
+    """`produce`: a dead letter through the records' own producer, delivered by the same flush;
+    its offset is no table's to persist."""
+    writer, table, producer = setup
+    writer.put(table, "o1", 0, {"failure": "sent letter L1"})
+    writer.produce("orders.dlq", b"c1", b'{"id":"L1"}')
+    assert producer.delivered_others == []  # nothing before the flush
+    asyncio.run(writer.flush())
+    assert producer.delivered_others == [("orders.dlq", b"c1", b'{"id":"L1"}')]
+    assert table.data.persisted == {0: 0}
