@@ -4,11 +4,13 @@ it sends, keep-alive, answers of every shape it must read, and the failures it m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -66,21 +68,28 @@ async def answer_ok(connection: int, request: int, head: bytes) -> bytes:
     return OK
 
 
-async def test_calls_reuse_one_connection_and_send_one_complete_request() -> None:
-    server = Server(answer_ok)
+@contextlib.asynccontextmanager
+async def served(script: Script, path: str = "", **options: Any) -> AsyncIterator[tuple[Server, HttpClient]]:
+    """A server answering as `script` says and a client of it (at `path`), both closed after."""
+    server = Server(script)
     listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}/api/")
+    client = HttpClient(f"http://127.0.0.1:{port}{path}", **options)
     try:
-        answers = [await client.post(client.path_of("ship ments"), b'{"a":1}', b"Idempotency-Key: k1\r\n")
-                   for _ in range(3)]
+        yield server, client
     finally:
         await client.close()
         listening.close()
+
+
+async def test_calls_reuse_one_connection_and_send_one_complete_request() -> None:
+    async with served(answer_ok, "/api/") as (server, client):
+        answers = [await client.post(client.path_of("ship ments"), b'{"a":1}', b"Idempotency-Key: k1\r\n")
+                   for _ in range(3)]
     assert [(a.status, a.body) for a in answers] == [(200, b"ok")] * 3
     assert server.connections == 1
     head, body = server.requests[0]
     assert head.startswith(b"POST /api/ship%20ments HTTP/1.1\r\n")
-    assert f"Host: 127.0.0.1:{port}\r\n".encode() in head
+    assert f"Host: 127.0.0.1:{client.port}\r\n".encode() in head
     assert b"Idempotency-Key: k1\r\n" in head and b"Content-Type: application/json\r\n" in head
     assert body == b'{"a":1}'
 
@@ -94,14 +103,8 @@ async def test_chunked_closing_and_unbounded_answers_are_read_whole() -> None:
     async def script(connection: int, request: int, head: bytes) -> bytes:
         return answers[len(server.requests)]
 
-    server = Server(script)
-    listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}", max_body=8)
-    try:
+    async with served(script, max_body=8) as (server, client):
         busy, created, unbounded = [await client.post(b"/x", b"{}") for _ in range(3)]
-    finally:
-        await client.close()
-        listening.close()
     assert (busy.status, busy.headers, busy.body) == (503, {"retry-after": "7"}, b"busy, tr")
     assert (created.status, created.body) == (201, b"done")
     assert (unbounded.status, unbounded.body) == (200, b"until th")
@@ -113,14 +116,8 @@ async def test_an_interim_answer_is_not_taken_for_the_answer() -> None:
         return b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + \
             b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops"
 
-    server = Server(script)
-    listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}")
-    try:
+    async with served(script) as (_server, client):
         answer = await client.post(b"/x", b"{}")
-    finally:
-        await client.close()
-        listening.close()
     assert (answer.status, answer.body) == (500, b"oops")
 
 
@@ -128,14 +125,8 @@ async def test_a_connection_the_service_closed_while_idle_is_replaced_once() -> 
     async def script(connection: int, request: int, head: bytes) -> bytes | None:
         return None if (connection, request) == (1, 2) else OK  # closes instead of a second answer
 
-    server = Server(script)
-    listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}")
-    try:
+    async with served(script) as (server, client):
         first, second = await client.post(b"/x", b"{}"), await client.post(b"/x", b"{}")
-    finally:
-        await client.close()
-        listening.close()
     assert (first.status, second.status) == (200, 200)
     assert server.connections == 2 and len(server.requests) == 3
 
@@ -144,30 +135,18 @@ async def test_an_answer_cut_short_of_its_length_is_a_broken_answer() -> None:
     async def script(connection: int, request: int, head: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nshort"
 
-    server = Server(script)
-    listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}")
-    try:
+    async with served(script) as (_server, client):
         with pytest.raises(BrokenAnswer, match="closed before the answer ended"):
             await client.post(b"/x", b"{}")
-    finally:
-        await client.close()
-        listening.close()
 
 
 async def test_a_new_connection_closed_without_an_answer_is_a_broken_answer() -> None:
     async def script(connection: int, request: int, head: bytes) -> None:
         return None
 
-    server = Server(script)
-    listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}")
-    try:
+    async with served(script) as (server, client):
         with pytest.raises(BrokenAnswer):
             await client.post(b"/x", b"{}")
-    finally:
-        await client.close()
-        listening.close()
     assert len(server.requests) == 1  # not repeated: the connection was new
 
 
@@ -177,16 +156,10 @@ async def test_a_late_answer_is_a_timeout_and_its_connection_is_not_used_again()
             await asyncio.sleep(0.5)
         return OK
 
-    server = Server(script)
-    listening, port = await server.start()
-    client = HttpClient(f"http://127.0.0.1:{port}", timeout_s=0.1)
-    try:
+    async with served(script, timeout_s=0.1) as (server, client):
         with pytest.raises(TimeoutError):
             await client.post(b"/x", b"{}")
         answer = await client.post(b"/x", b"{}")
-    finally:
-        await client.close()
-        listening.close()
     assert answer.status == 200 and server.connections == 2
 
 
