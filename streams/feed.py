@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from streams.errors import BrokerError
+from streams.kafka_clients import FLUSHED_LINGER_MS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ChangeFeed:
         self.topic = topic
         self.report_every_s = report_every_s
         self._producer = Producer({
-            **client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            **client_config, "enable.idempotence": True, "acks": "all", "linger.ms": FLUSHED_LINGER_MS,
             "compression.type": "lz4", "partitioner": "murmur2_random",
             # a report for a refused record only: the flush needs to know of a failure, and a
             # Python callback per delivered record took the GIL from the event loop as often

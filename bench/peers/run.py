@@ -18,7 +18,10 @@ issue 13 measured with last under two seconds for orderflow, against a committed
 With `--before COMMIT`, the orderflow worker of that commit (its files as `git archive` gives
 them, run with this machine's packages) runs the CPU-bound workload too, right after today's, so
 a speed-up is a ratio measured in one run (issue 13 measures against 72571f5, the code it was
-filed on).
+filed on). With `--rounds N`, orderflow and that commit run N times each, alternating on the same
+topic (and orderflow's effect-bound run N times, on a fresh topic each): this machine's speed
+swings by a third within the hour, so one pair is one draw. The tables then show each one's
+median run, and a table of the rounds gives every pair's ratio.
 
 Each peer runs as its own process with a fresh consumer group and is timed from its first
 committed offset to its commits covering the topic (the ceiling, a second's work, times itself).
@@ -34,6 +37,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +45,7 @@ import time
 import uuid
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -160,6 +165,8 @@ def main() -> None:
     parser.add_argument("--no-effects", action="store_true", help="only the CPU-bound workload")
     parser.add_argument("--before", metavar="COMMIT", default="",
                         help="also run the orderflow worker of this commit on the CPU-bound workload")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of orderflow (and of --before), alternating; the tables show the median")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md",
                         help="the Markdown file the table is appended to")
     parser.add_argument("--plot", type=Path, default=HERE / "peers.png", help="the PNG to draw")
@@ -168,6 +175,8 @@ def main() -> None:
         parser.error("at least 1000 orders, and a duplicate share in [0, 1)")
     if args.effect_orders < 1 or args.quix_effect_events < 1:
         parser.error("--effect-orders and --quix-effect-events must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     python = peers_python()
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-peers-"))
     before = checkout(args.before, workdir / "before") if args.before else None
@@ -177,41 +186,94 @@ def main() -> None:
     try:
         cpu = fresh_topics(broker)
         total = publish(cpu, orders_events(args.orders, args.duplicates, "o"))
+        ours = [run_variant("orderflow worker", "streams.app", cpu, total, workdir)]
         results = [
             ceiling(cpu, total),
             run_variant("bare Faust agent, decode only", "bench.baseline_apps:bare", cpu, total, workdir),
-            run_variant("orderflow worker", "streams.app", cpu, total, workdir),
+            ours[0],
             quix(python, cpu, total, workdir, "Quix Streams, the same per-order work"),
         ]
-        if before is not None:
-            results.append(run_variant(f"orderflow worker of {before[0]}", "streams.app", cpu, total,
-                                       workdir, root=before[1]))
+        earlier: list[dict] = []
+        for round_number in range(1, args.rounds + 1):
+            if round_number > 1:
+                say(f"round {round_number} of {args.rounds}")
+                ours.append(run_variant("orderflow worker", "streams.app", cpu, total, workdir))
+            if before is not None:
+                earlier.append(run_variant(f"orderflow worker of {before[0]}", "streams.app", cpu, total,
+                                           workdir, root=before[1]))
+        results[2] = median_run(ours)
+        if earlier:
+            results.append(median_run(earlier))
         effect_results: list[dict] = []
+        effect_rounds: list[dict] = []
         if not args.no_effects:
             port = free_port()
             gateway = start_gateway(port, args.latency_ms, workdir / "gateway.log")
             url = f"http://127.0.0.1:{port}"
-            bound = fresh_topics(broker)
-            effect_total = publish(bound, orders_events(args.effect_orders, 0.0, "e"))
             lanes = str(Settings().lanes)
+            for round_number in range(1, args.rounds + 1):  # fresh keys: the gateway remembers them
+                bound = fresh_topics(broker)
+                effect_total = publish(bound, orders_events(args.effect_orders, 0.0, f"e{round_number}-"))
+                effect_rounds.append(run_variant(f"orderflow worker, {lanes} lanes", "streams.app", bound,
+                                                 effect_total, workdir, ORDERFLOW_EFFECTS_URL=url))
             effect_results = [
-                run_variant(f"orderflow worker, {lanes} lanes", "streams.app", bound, effect_total, workdir,
-                            ORDERFLOW_EFFECTS_URL=url),
+                median_run(effect_rounds),
                 quix(python, bound, min(effect_total, args.quix_effect_events), workdir,
                      "Quix Streams (synchronous calls)", url),
             ]
-            for r in effect_results:
+            for r in [*effect_results, *effect_rounds]:
                 r["effects_per_s"] = r["rate"] / len(KINDS)  # one effect per order of five events
     finally:
         if gateway is not None:
             gateway.terminate()
             gateway.wait(10)
         broker.stop()
-    write(results, effect_results, args, total, versions(python), python)
+    write(results, effect_results, args, total, versions(python), python,
+          Rounds(ours, earlier, effect_rounds))
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run whose rate is the median (the lower of the two middle ones for an even count)."""
+    return sorted(runs, key=lambda r: r["rate"])[(len(runs) - 1) // 2]
+
+
+class Rounds(NamedTuple):
+    """Every run of the alternating rounds (one each without --rounds)."""
+
+    ours: list[dict]
+    earlier: list[dict]
+    effects: list[dict]
+
+
+def rounds_table(rounds: Rounds, lanes_allow: float) -> list[str]:
+    """One row per round: orderflow, the earlier commit, their ratio, the effect-bound run."""
+    if len(rounds.ours) < 2:
+        return []
+    lines = ["", f"The {len(rounds.ours)} rounds, in the order they ran (each round: orderflow, then "
+             "the earlier commit, on the same topic; the effect-bound runs came after all of them):", "",
+             "| round | orderflow events/s (CPU µs) | earlier commit events/s (CPU µs) | ratio | "
+             "effect-bound effects/s |", "|---|---|---|---|---|"]
+    ratios = []
+    for n, ours in enumerate(rounds.ours):
+        earlier = rounds.earlier[n] if n < len(rounds.earlier) else None
+        effect = rounds.effects[n] if n < len(rounds.effects) else None
+        ratio = ours["rate"] / earlier["rate"] if earlier else None
+        if ratio is not None:
+            ratios.append(ratio)
+        lines.append(
+            f"| {n + 1} | {ours['rate']:,.0f} ({ours['cpu_us']:.0f}) | "
+            + (f"{earlier['rate']:,.0f} ({earlier['cpu_us']:.0f}) | {ratio:.2f}x | " if earlier
+               else "- | - | ")
+            + (f"{effect['effects_per_s']:,.0f} ({effect['effects_per_s'] / lanes_allow:.0%}) |"
+               if effect else "- |"))
+    if ratios:
+        lines.append(f"\nRatios of the rounds: {min(ratios):.2f}x to {max(ratios):.2f}x, median "
+                     f"{statistics.median(ratios):.2f}x.")
+    return lines
 
 
 def write(results: list[dict], effect_results: list[dict], args: argparse.Namespace, total: int,
-          versions_line: str, python: Path) -> None:
+          versions_line: str, python: Path, rounds: Rounds) -> None:
     by_name = {r["name"]: r for r in results}
     ours = by_name["orderflow worker"]
     lines = [
@@ -244,6 +306,7 @@ def write(results: list[dict], effect_results: list[dict], args: argparse.Namesp
               f"{r['effects_per_s']:,.0f} ({r['effects_per_s'] / lanes_allow:.0%} of the lanes' bound) | "
               f"{r['cpu_us']:.0f} |" for r in effect_results],
         ]
+    lines += rounds_table(rounds, Settings().lanes / (args.latency_ms / 1000))
     lines += ["", f"![peers]({os.path.relpath(args.plot, args.results.parent)})"]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -29,6 +29,7 @@ from faust.utils import json as faust_json
 
 from streams.engine.rocksdb import Store as RocksStore
 from streams.errors import BrokerError
+from streams.kafka_clients import FLUSHED_LINGER_MS
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class ChangelogWriter:
         self._app = app
         # murmur2, as Java's clients and Faust's producer place a keyed record (`produce`); the
         # changelog records name their partition
-        self._config = {**client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                        "compression.type": "lz4", "partitioner": "murmur2_random"}
+        self._config = {**client_config, "enable.idempotence": True, "acks": "all",
+                        "linger.ms": FLUSHED_LINGER_MS, "compression.type": "lz4",
+                        "partitioner": "murmur2_random"}
         self._producer: Producer | None = None  # made on first use (after the worker forks, if it does)
         self._report_every_s = report_every_s
         self._stores: dict[str, RocksStore] = {}  # changelog topic -> the table's store

@@ -70,8 +70,11 @@ from streams.engine.fetches import gather_fetches
 from streams.engine.supervision import HARD_EXIT_GRACE_S, arm_hard_exit
 
 YIELD_EVERY = 100
-#: delivered input messages not yet acked, at most, before the drain loop waits (see _room_in_flight)
-MAX_IN_FLIGHT = 5_000
+#: delivered input messages not yet acked, at most, before the drain loop waits (see _room_in_flight).
+#: At full speed a flush cycle acks about a third of a second of events while the next third is
+#: taken: 5,000 left the loop idle 8% of the time waiting for acks at 17,000 events/s, 20,000 2%
+#: (bench/RESULTS.md, 2026-12-05). It binds only when the flushes fall behind the fetch.
+MAX_IN_FLIGHT = 20_000
 IN_FLIGHT_POLL_S = 0.005
 
 
