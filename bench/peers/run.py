@@ -2,18 +2,22 @@
 
     python bench/peers/run.py [--orders 40000] [--duplicates 0.0] [--effect-orders 12000]
                               [--quix-effect-events 5000] [--latency-ms 20] [--no-effects]
-                              [--before COMMIT]
+                              [--before COMMIT] [--rounds N] [--no-kafka-streams]
 
 CPU-bound (every order's five lifecycle events, 8 partitions, no effects): the Python ceiling
 (confluent-kafka consume + `json.loads`), a bare Faust agent (decode only), the orderflow worker,
-and Quix Streams doing orderflow's per-order work (bench/peers/quix_app.py: the same decode and
-state machine, RocksDB state with its changelog, dedup by event id, parking, history).
+Quix Streams doing orderflow's per-order work (bench/peers/quix_app.py: the same decode and
+state machine, RocksDB state with its changelog, dedup by event id, parking, history), and Kafka
+Streams doing it too (bench/peers/kstreams/: the same rules written again in Java, a cached
+RocksDB store with its changelog; built with Maven and javac on first use, bench/peers/kstreams.py;
+`--no-kafka-streams` leaves it out).
 Effect-bound (`--effect-orders` orders of five events, one `shipments` effect per order through
-`orderflow gateway` at `--latency-ms`): orderflow with its default lanes, and Quix Streams, timed
-over the topic's first `--quix-effect-events` (it calls one effect at a time, 50 a second at 20 ms:
-the whole topic would take it minutes and tell nothing more). 12,000 orders by default: the 3,000
-issue 13 measured with last under two seconds for orderflow, against a committed-offset clock of
-0.5 s, and their rate went up and down by a third from run to run.
+`orderflow gateway` at `--latency-ms`): orderflow with its default lanes, and Quix Streams and
+Kafka Streams, timed over the topic's first `--quix-effect-events` (they call one effect at a
+time, 50 a second at 20 ms: the whole topic would take them minutes and tell nothing more).
+12,000 orders by default: the 3,000 issue 13 measured with last under two seconds for orderflow,
+against a committed-offset clock of 0.5 s, and their rate went up and down by a third from run to
+run.
 
 With `--before COMMIT`, the orderflow worker of that commit (its files as `git archive` gives
 them, run with this machine's packages) runs the CPU-bound workload too, right after today's, so
@@ -52,9 +56,10 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.effects import start_gateway  # noqa: E402
+from bench.peers import kstreams  # noqa: E402
 from bench.run import KINDS, fresh_topics, run_variant, time_by_commits  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.tools.localkafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from streams.tools.localkafka import KAFKA_VERSION, LocalKafka, cache_root  # noqa: E402
 from streams.tools.publisher import Publisher  # noqa: E402
 from tests.conftest import free_port, free_port_pair  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
@@ -131,6 +136,13 @@ def quix(python: Path, settings: Settings, total: int, workdir: Path, name: str,
     return time_by_commits(name, proc, log, settings, group, total)
 
 
+def kafka_streams(home: Path, settings: Settings, total: int, workdir: Path, name: str,
+                  effects_url: str = "") -> dict:
+    proc, group, log = kstreams.start(home, settings.bootstrap, settings.events_topic, settings.dlq_topic,
+                                      workdir, effects_url)
+    return time_by_commits(name, proc, log, settings, group, total)
+
+
 def checkout(commit: str, into: Path) -> tuple[str, Path]:
     """The files of `commit` (`git archive`) in `into`: (its short id, the directory)."""
     try:
@@ -165,6 +177,8 @@ def main() -> None:
     parser.add_argument("--no-effects", action="store_true", help="only the CPU-bound workload")
     parser.add_argument("--before", metavar="COMMIT", default="",
                         help="also run the orderflow worker of this commit on the CPU-bound workload")
+    parser.add_argument("--no-kafka-streams", action="store_true",
+                        help="leave out the Kafka Streams peer (it needs Java 17 and Maven)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs of orderflow (and of --before), alternating; the tables show the median")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md",
@@ -178,6 +192,7 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     python = peers_python()
+    streams_home = None if args.no_kafka_streams else kstreams.build(cache_root())
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-peers-"))
     before = checkout(args.before, workdir / "before") if args.before else None
     broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
@@ -193,6 +208,9 @@ def main() -> None:
             ours[0],
             quix(python, cpu, total, workdir, "Quix Streams, the same per-order work"),
         ]
+        if streams_home is not None:
+            results.append(kafka_streams(streams_home, cpu, total, workdir,
+                                         "Kafka Streams, the same per-order work"))
         earlier: list[dict] = []
         for round_number in range(1, args.rounds + 1):
             if round_number > 1:
@@ -221,6 +239,10 @@ def main() -> None:
                 quix(python, bound, min(effect_total, args.quix_effect_events), workdir,
                      "Quix Streams (synchronous calls)", url),
             ]
+            if streams_home is not None:
+                effect_results.append(kafka_streams(
+                    streams_home, bound, min(effect_total, args.quix_effect_events), workdir,
+                    "Kafka Streams (synchronous calls)", url))
             for r in [*effect_results, *effect_rounds]:
                 r["effects_per_s"] = r["rate"] / len(KINDS)  # one effect per order of five events
     finally:

@@ -1,6 +1,7 @@
 """`bench/peers/run.py` at a small size: the command works end to end (its own broker, the Quix
-Streams virtualenv, every peer on both workloads, the table and the plot). It measures; nothing
-here asserts a speed."""
+Streams virtualenv, the Kafka Streams peer built with Maven and javac, every peer on both
+workloads, two alternating rounds, the tables and the plot). It measures; nothing here asserts a
+speed."""
 
 from __future__ import annotations
 
@@ -19,17 +20,21 @@ def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> 
     # at 64 lanes) were once done, on a CI machine, before the first commit was seen
     done = subprocess.run([sys.executable, "bench/peers/run.py", "--orders", "8000",
                            "--effect-orders", "4000", "--quix-effect-events", "2000", "--before", "HEAD",
-                           "--results", str(results), "--plot", str(plot)],
+                           "--rounds", "2", "--results", str(results), "--plot", str(plot)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = results.read_text().splitlines()
     rows = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in lines
             if line.startswith("| ") and not line.startswith("| system")}
     for peer in ("confluent-kafka consume + json.loads (the Python ceiling)", "bare Faust agent, decode only",
-                 "orderflow worker", "Quix Streams, the same per-order work", "orderflow worker, 64 lanes",
-                 "Quix Streams (synchronous calls)", f"orderflow worker of {head()}"):
+                 "orderflow worker", "Quix Streams, the same per-order work",
+                 "Kafka Streams, the same per-order work", "orderflow worker, 64 lanes",
+                 "Quix Streams (synchronous calls)", "Kafka Streams (synchronous calls)",
+                 f"orderflow worker of {head()}"):
         assert float(rows[peer].replace(",", "")) > 0, (peer, rows)
     assert f"This orderflow against the orderflow worker of {head()}:" in results.read_text()
+    rounds = [line for line in lines if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rounds) == 2 and all(line.count("x |") == 1 for line in rounds), rounds
     assert plot.read_bytes().startswith(b"\x89PNG")
     print("\n" + results.read_text())
 
