@@ -17,10 +17,21 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "kstreams"
 MAIN_CLASS = "orderflow.peers.OrdersApp"
+_POM = "{http://maven.apache.org/POM/4.0.0}"
+
+
+def version() -> str:
+    """The kafka-streams version kstreams/pom.xml asks for (the broker's)."""
+    root = ElementTree.parse(SOURCE / "pom.xml").getroot()
+    for dependency in root.iter(f"{_POM}dependency"):
+        if dependency.findtext(f"{_POM}artifactId") == "kafka-streams":
+            return dependency.findtext(f"{_POM}version") or "?"
+    return "?"
 
 
 def _say(text: str) -> None:

@@ -157,13 +157,20 @@ def checkout(commit: str, into: Path) -> tuple[str, Path]:
     return sha, into
 
 
-def versions(python: Path) -> str:
+def versions(python: Path, with_kafka_streams: bool) -> str:
     quix_version = subprocess.run([str(python), "-c", "import quixstreams; print(quixstreams.__version__)"],
                                   capture_output=True, text=True, check=True).stdout.strip()
     ours = {name: metadata.version(name) for name in ("faust-streaming", "aiokafka", "confluent-kafka")}
     return (f"Python {platform.python_version()}; faust-streaming {ours['faust-streaming']}, aiokafka "
             f"{ours['aiokafka']}, confluent-kafka {ours['confluent-kafka']} (orderflow's); Quix Streams "
-            f"{quix_version} in its own virtualenv; Apache Kafka {KAFKA_VERSION} (local KRaft)")
+            f"{quix_version} in its own virtualenv; Apache Kafka {KAFKA_VERSION} (local KRaft)"
+            + (f"; Kafka Streams {kstreams.version()} on {java_version()}" if with_kafka_streams else ""))
+
+
+def java_version() -> str:
+    """`java -version`'s first line, e.g. 'openjdk version "17.0.15" 2025-04-15'."""
+    shown = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    return shown[0].split(" 20")[0] if shown else "Java (version unknown)"
 
 
 def main() -> None:
@@ -250,7 +257,7 @@ def main() -> None:
             gateway.terminate()
             gateway.wait(10)
         broker.stop()
-    write(results, effect_results, args, total, versions(python), python,
+    write(results, effect_results, args, total, versions(python, streams_home is not None), python,
           Rounds(ours, earlier, effect_rounds))
 
 

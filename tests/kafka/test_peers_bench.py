@@ -33,6 +33,7 @@ def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> 
                  f"orderflow worker of {head()}"):
         assert float(rows[peer].replace(",", "")) > 0, (peer, rows)
     assert f"This orderflow against the orderflow worker of {head()}:" in results.read_text()
+    assert "; Kafka Streams 4.1.1 on " in results.read_text()  # versions: the Java peer's and its JVM
     rounds = [line for line in lines if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rounds) == 2 and all(line.count("x |") == 1 for line in rounds), rounds
     assert plot.read_bytes().startswith(b"\x89PNG")
