@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -168,9 +169,9 @@ def versions(python: Path, with_kafka_streams: bool) -> str:
 
 
 def java_version() -> str:
-    """`java -version`'s first line, e.g. 'openjdk version "17.0.15" 2025-04-15'."""
+    """`java -version`'s first line without its release date, e.g. 'openjdk version "17.0.15"'."""
     shown = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
-    return shown[0].split(" 20")[0] if shown else "Java (version unknown)"
+    return re.sub(r"\s+\d{4}-\d{2}-\d{2}.*$", "", shown[0]) if shown else "Java (version unknown)"
 
 
 def main() -> None:
@@ -208,25 +209,24 @@ def main() -> None:
     try:
         cpu = fresh_topics(broker)
         total = publish(cpu, orders_events(args.orders, args.duplicates, "o"))
-        ours = [run_variant("orderflow worker", "streams.app", cpu, total, workdir)]
         results = [
             ceiling(cpu, total),
             run_variant("bare Faust agent, decode only", "bench.baseline_apps:bare", cpu, total, workdir),
-            ours[0],
             quix(python, cpu, total, workdir, "Quix Streams, the same per-order work"),
         ]
         if streams_home is not None:
             results.append(kafka_streams(streams_home, cpu, total, workdir,
                                          "Kafka Streams, the same per-order work"))
+        ours: list[dict] = []
         earlier: list[dict] = []
-        for round_number in range(1, args.rounds + 1):
-            if round_number > 1:
+        for round_number in range(1, args.rounds + 1):  # each round: orderflow, then the earlier code
+            if args.rounds > 1:
                 say(f"round {round_number} of {args.rounds}")
-                ours.append(run_variant("orderflow worker", "streams.app", cpu, total, workdir))
+            ours.append(run_variant("orderflow worker", "streams.app", cpu, total, workdir))
             if before is not None:
                 earlier.append(run_variant(f"orderflow worker of {before[0]}", "streams.app", cpu, total,
                                            workdir, root=before[1]))
-        results[2] = median_run(ours)
+        results.insert(2, median_run(ours))
         if earlier:
             results.append(median_run(earlier))
         effect_results: list[dict] = []
