@@ -24,6 +24,7 @@ from typing import Any
 import faust
 
 from schemas.envelope import decode
+from streams import compiled
 from streams.app import app, inbox, inputs, lifecycle, retry_topic, settings
 from streams.core.deadletters import Source, dead_letter, key_of
 from streams.engine.context import set_current
@@ -240,8 +241,9 @@ async def _announce() -> None:
     for name in ("aiokafka", "faust.topics"):
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
-    log.info("orderflow processor started: %d lanes, lifecycle with %d transitions, %s event loop",
-             worker().lanes.size, len(lifecycle.transitions), type(asyncio.get_running_loop()).__module__)
+    log.info("orderflow processor started: %d lanes, lifecycle with %d transitions, %s event loop, "
+             "core %s", worker().lanes.size, len(lifecycle.transitions),
+             type(asyncio.get_running_loop()).__module__, compiled.status)
 
 
 @app.service

@@ -186,9 +186,7 @@ def _strict_loads(data: bytes) -> Any:
         return json.loads(data, parse_constant=_no_constant, parse_float=_finite, parse_int=_int64)
     except RecursionError:
         raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels") from None
-    except _NotJson as exc:
-        raise InvalidEvent(f"not valid JSON: {exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # _NotJson and UnicodeDecodeError included
         raise InvalidEvent(f"not valid JSON: {exc}") from None
 
 

@@ -1,9 +1,11 @@
 """The worker's app with two bugs planted, for tests of per-message isolation on a real worker.
 
 `faust -A tests.faulty_app worker` runs the real app, except that:
-- an event whose payload has `"plant": "bug"` makes the state machine raise (any bug would do);
-- a dead letter about an event with `"plant": "fatal"` cannot be sent (as if Kafka refused it),
-  which no message can explain: the worker must stop, non-zero.
+- an event whose id starts with `bug:` or `fatal:` makes the processor raise once its transition is
+  decided, while it hands the change record on (any bug would do; the state machine itself is
+  compiled, and compiled functions call each other directly: nothing patched here reaches them);
+- the dead letter of an event whose id starts with `fatal:` cannot be sent (as if Kafka refused
+  it), which no message can explain: the worker must stop, non-zero.
 """
 
 from __future__ import annotations
@@ -11,31 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from streams.app import app
-from streams.core import machine
+from streams.core.machine import ChangeRecord
 from streams.worker import OrderWorker
 
 __all__ = ["app"]
 
-_apply = machine.apply
+_send_change = OrderWorker._send_change
 _send = OrderWorker.send_dead_letter
 
 
-def _plant(event: Any) -> Any:
-    payload = event.get("payload") if isinstance(event, dict) else None
-    return payload.get("plant") if isinstance(payload, dict) else None
-
-
-def _buggy_apply(order: Any, event: Any, *args: Any) -> Any:
-    if _plant(event) in ("bug", "fatal"):
+def _buggy_send_change(self: OrderWorker, record: ChangeRecord) -> None:
+    if record["event_id"].startswith(("bug:", "fatal:")):
         raise ZeroDivisionError("a planted bug")
-    return _apply(order, event, *args)
+    _send_change(self, record)
 
 
 async def _failing_send(self: OrderWorker, letter: dict[str, Any]) -> None:
-    if _plant(letter["event"]) == "fatal":
+    if str(letter["event"].get("event_id", "")).startswith("fatal:"):
         raise ConnectionError("the dead-letter topic refused the letter (planted)")
     await _send(self, letter)
 
 
-machine.apply = _buggy_apply
-OrderWorker.send_dead_letter = _failing_send  # type: ignore[method-assign]  # before a worker builds it
+# on the class, before a worker builds its processor with these bound methods
+OrderWorker._send_change = _buggy_send_change  # type: ignore[method-assign]
+OrderWorker.send_dead_letter = _failing_send  # type: ignore[method-assign]

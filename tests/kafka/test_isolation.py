@@ -24,7 +24,7 @@ def test_poison_messages_are_dead_letters_and_the_partition_goes_on(
     worker = start_worker(settings, app="tests.faulty_app")
     pid = worker.proc.pid if worker.proc else None
     publisher = Publisher(settings)
-    paid = make_event("o/1 first", "paid", client_id="c1", payload={"plant": "bug"})
+    paid = make_event("o/1 first", "paid", client_id="c1", event_id="bug:paid")  # tests/faulty_app.py
     publisher.send(make_event("o/1 first", "created", client_id="c1"))
     publisher.send_raw("c1", b'{"a":' * 5000 + b"1" + b"}" * 5000)  # once a RecursionError
     not_json = json.dumps(make_event("o2", "created", client_id="c1", payload={"amount": float("nan")}))
@@ -73,7 +73,7 @@ def test_a_fault_no_message_explains_stops_the_worker_non_zero(
     settings = settings_factory(ORDERFLOW_PARTITIONS="1")
     worker = start_worker(settings, app="tests.faulty_app")
     publisher = Publisher(settings)
-    publisher.send(make_event("o1", "created", client_id="c1", payload={"plant": "fatal"}))
+    publisher.send(make_event("o1", "created", client_id="c1", event_id="fatal:created"))
     assert publisher.flush().ok
     assert worker.proc is not None
     code = wait_for(lambda: worker.proc.poll() is not None and (worker.proc.returncode,), timeout=60,

@@ -38,6 +38,8 @@ def test_lifecycles_end_as_the_model_predicts(settings_factory: SettingsFactory,
     letters = values(consume_all(settings.bootstrap, settings.dlq_topic, len(traffic.impossible)))
     assert sorted(d["event"]["event_id"] for d in letters) == sorted(traffic.impossible)
     assert {d["reason"]["kind"] for d in letters} == {"rejected"}
+    # the worker ran the compiled hot path the install built, and said so (streams/compiled.py)
+    assert "core compiled (mypyc)" in worker.log_path.read_text(errors="replace")
 
 
 def test_bad_messages_land_in_the_dead_letters_with_their_reason(

@@ -23,7 +23,10 @@ def test_compose_runs_kafka_topics_gateway_two_workers_and_a_simulator_profile()
         assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert services["worker1"]["environment"]["ORDERFLOW_EFFECTS_URL"] == "http://gateway:8080"
     assert services["topics"]["command"] == ["orderflow", "topics", "create"]
-    assert (ROOT / "Dockerfile").read_text().count("COPY streams streams") == 1
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.count("COPY streams streams") == 1
+    # the image runs the compiled hot path: setup.py builds it, with a C compiler
+    assert "COPY pyproject.toml setup.py" in dockerfile and "gcc" in dockerfile
 
 
 def test_prometheus_scrapes_every_worker_and_grafana_is_provisioned() -> None:

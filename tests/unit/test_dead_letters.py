@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from streams.core.deadletters import MAX_RAW_BYTES, Source, dead_letter, encode, letter_id
+from streams.core.lifecycle import DEFAULT, Lifecycle, Transition
 from streams.effects import EffectResult, Outcome
 from streams.tools.dlq import Letter, unique
 from tests.fakes import ScriptedEffects
@@ -62,16 +62,22 @@ def test_a_park_timeout_letter_keeps_the_parked_event_s_own_source() -> None:
                                      letter["event"]["event_id"])
 
 
-def test_an_unexpected_error_is_one_processing_error_letter_and_the_order_records_it() -> None:
-    processor, store, recorder, _ = make_processor()
-    feed(processor, [make_event("o1", "created")])
+class BrokenEffects:
+    """Effects whose call fails with an error nobody expects (a bug): not an effect's outcome."""
 
-    def broken(*_: Any) -> Any:
-        raise KeyError("a bug")
-    lifecycle = type("Broken", (), {"step": broken, "can_ever_take": broken,
-                                    "final": processor.lifecycle.final, "timeouts": {}})()
-    processor.decider = replace(processor.decider, lifecycle=lifecycle)
-    paid = make_event("o1", "paid")
+    enabled = True
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def call(self, effect: str, event: dict[str, Any]) -> EffectResult:
+        raise self.error
+
+
+def test_an_unexpected_error_is_one_processing_error_letter_and_the_order_records_it() -> None:
+    processor, store, recorder, _ = make_processor(BrokenEffects(KeyError("a bug")))
+    feed(processor, [make_event("o1", "created")])
+    paid = make_event("o1", "paid")  # created -> paid calls `shipments`, which breaks
     asyncio.run(processor.handle_event(paid, Source(SOURCE.topic, 0, 5)))
     asyncio.run(processor.handle_event(paid, Source(SOURCE.topic, 0, 5)))  # redone
     assert len(recorder.dead_letters) == 1
@@ -84,14 +90,15 @@ def test_an_unexpected_error_is_one_processing_error_letter_and_the_order_record
 
 
 def test_a_processing_error_of_an_unknown_order_is_still_a_letter() -> None:
-    processor, store, recorder, _ = make_processor()
-
-    async def broken(*_: Any) -> None:
-        raise RuntimeError("boom")
-    processor.on_event = broken  # type: ignore[method-assign]
+    creating_calls = Lifecycle.build(
+        [Transition(None, "created", "created", ("shipments",)),
+         *(row for row in DEFAULT.transitions if row.source is not None)], DEFAULT.final)
+    processor, store, recorder, _ = make_processor(BrokenEffects(RuntimeError("boom")),
+                                                   lifecycle=creating_calls)
     event = make_event("o9", "created")
     asyncio.run(processor.handle_event(event, SOURCE))
     assert [d["reason"]["kind"] for d in recorder.dead_letters] == ["processing_error"]
+    assert recorder.dead_letters[0]["reason"]["message"] == "RuntimeError: boom"
     assert "o9" not in store.orders
 
 
