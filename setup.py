@@ -18,11 +18,11 @@ def compiled_modules() -> list[Extension]:
     if not BUILDS & set(sys.argv[1:]):
         return []
     build = runpy.run_path(str(ROOT / "streams" / "compiled.py"))
-    if os.environ.get(build["PURE_ENV"], "") not in ("", "0"):
-        print(f"orderflow: {build['PURE_ENV']} is set: installing as pure Python", file=sys.stderr)
-        return []
-    if shutil.which(os.environ.get("CC", "cc")) is None:
-        print("orderflow: no C compiler found: installing as pure Python", file=sys.stderr)
+    pure = os.environ.get(build["PURE_ENV"], "") not in ("", "0")
+    if pure or shutil.which(os.environ.get("CC", "cc")) is None:
+        why = f"{build['PURE_ENV']} is set" if pure else "no C compiler found"
+        print(f"orderflow: {why}: installing as pure Python", file=sys.stderr)
+        build["forget_build"]()
         return []
     from mypyc.build import mypycify
 

@@ -31,8 +31,9 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-#: Compiled by setup.py: Faust-free modules on every event's path (the engine room, the web, the
-#: tools and the agent stay Python: they reach into Faust, or run once per request or command).
+#: Compiled by setup.py: the modules on every event's path that do not reach into Faust themselves
+#: (the order store and outbox go through the engine room's interface). The engine room, the agent,
+#: the web and the tools stay Python: they touch Faust's internals, or run once per request.
 MODULES = (
     "schemas.envelope", "streams.errors",
     "streams.core.deadletters", "streams.core.decisions", "streams.core.lifecycle",
@@ -41,7 +42,7 @@ MODULES = (
     "streams.processor", "streams.state",
 )
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = ROOT / "streams" / "_compiled.json"
+MANIFEST = "streams/_compiled.json"  # the build's record, relative to the root
 PURE_ENV = "ORDERFLOW_PURE"
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,16 @@ def digest(path: Path) -> str:
 def write_manifest(root: Path = ROOT) -> None:
     """Called by setup.py when it compiles: the hashes of the sources it compiles."""
     hashes = {module: digest(source(module, root)) for module in MODULES}
-    (root / "streams" / "_compiled.json").write_text(json.dumps(hashes, indent=1) + "\n")
+    (root / MANIFEST).write_text(json.dumps(hashes, indent=1) + "\n")
+
+
+def forget_build(root: Path = ROOT) -> None:
+    """Called by setup.py when it installs pure Python: an earlier build's files must not run."""
+    (root / MANIFEST).unlink(missing_ok=True)
+    for module in MODULES:
+        path = source(module, root)
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path.with_suffix(suffix).unlink(missing_ok=True)
 
 
 def built(module: str, root: Path = ROOT) -> bool:
@@ -73,7 +83,7 @@ def built(module: str, root: Path = ROOT) -> bool:
 
 def changed_sources(root: Path = ROOT) -> list[str] | None:
     """The compiled modules whose source is not what was compiled (None: no build to check)."""
-    manifest = root / "streams" / "_compiled.json"
+    manifest = root / MANIFEST
     if not manifest.exists():
         return None
     try:
@@ -101,10 +111,10 @@ def guard() -> str:
     if _decided:
         return status
     _decided = True
-    changed = changed_sources()
     if not any(built(module) for module in MODULES):
         status = "pure Python (not compiled at install)"
         return status
+    changed = changed_sources()
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         status = f"pure Python ({PURE_ENV} is set)"
     elif changed is None:

@@ -3,6 +3,7 @@ changed after the build, or ORDERFLOW_PURE=1, runs every compiled module from it
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import shutil
 import subprocess
@@ -75,3 +76,17 @@ def test_the_build_record_names_the_changed_sources(tmp_path: Path) -> None:
     machine = compiled.source("streams.core.machine", tmp_path)
     machine.write_text(machine.read_text().replace("def apply(", "def apply_(", 1))
     assert compiled.changed_sources(tmp_path) == ["streams.core.machine"]
+
+
+def test_a_pure_install_forgets_an_earlier_build(tmp_path: Path) -> None:
+    for module in compiled.MODULES:
+        target = compiled.source(module, tmp_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(compiled.source(module), target)
+        target.with_suffix(importlib.machinery.EXTENSION_SUFFIXES[0]).write_bytes(b"a build")
+    compiled.write_manifest(tmp_path)
+    assert all(compiled.built(module, tmp_path) for module in compiled.MODULES)
+    compiled.forget_build(tmp_path)
+    assert not any(compiled.built(module, tmp_path) for module in compiled.MODULES)
+    assert compiled.changed_sources(tmp_path) is None
+    assert all(compiled.source(module, tmp_path).exists() for module in compiled.MODULES)
