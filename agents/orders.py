@@ -74,7 +74,7 @@ async def _process(stream: Any) -> None:
     refuse_acks_of_skipped(app.consumer, inputs)
     seek_uncommitted_to_beginning(app.consumer, inputs)
     _agent_queue.append(stream.channel.queue)
-    turn = LoopTurn()
+    turn = LoopTurn(answers_awaited=lambda: worker().effects.in_flight > 0)
     # the inputs' messages come from the fetch in lists, not through the stream (engine/delivery.py)
     async for batch in inbox.batches():
         for event in batch:

@@ -48,6 +48,7 @@ class Effects:
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self._client: HttpClient | None = None
+        self.in_flight = 0  # calls waiting for their answer (the agent shares the loop sooner)
 
     @property
     def enabled(self) -> bool:
@@ -70,6 +71,7 @@ class Effects:
         body = orjson.dumps({"order_id": event["order_id"], "client_id": event["client_id"],
                              "event_id": key, "type": event["type"],
                              "payload": event.get("payload") or {}})
+        self.in_flight += 1
         try:
             answer = await client.post(client.path_of(effect), body,
                                        b"Idempotency-Key: %s\r\n" % key.encode("utf-8"))
@@ -79,6 +81,8 @@ class Effects:
             return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: connection error: {exc}")
         except HttpError as exc:  # a broken answer: try again later
             return EffectResult(Outcome.TRANSIENT, f"POST /{effect}: {exc}")
+        finally:
+            self.in_flight -= 1
         status = answer.status
         if 300 <= status < 400:
             return EffectResult(Outcome.TERMINAL, f"POST /{effect}: HTTP {status}, a redirect to "

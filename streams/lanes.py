@@ -39,7 +39,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from streams.engine.context import set_current
@@ -216,16 +216,37 @@ class _Resumed:
         coroutine, waiting_for = self.coroutine, self.waiting_for
         while True:
             try:
-                if waiting_for is None:
-                    await asyncio.sleep(0)
-                else:
-                    await asyncio.wait((waiting_for,))  # its outcome is read by the coroutine
+                await _Waiting(waiting_for)
             except asyncio.CancelledError:
-                if waiting_for is None or not waiting_for.cancel():
-                    coroutine.close()
-                    raise
-                # cancelled: the coroutine sees it where it waits and unwinds (it may wait again)
+                coroutine.close()
+                raise
             try:
                 waiting_for = coroutine.send(None)
             except StopIteration:
                 return
+
+
+class _Waiting:
+    """Waits, as the lane's task's own wait, for the future a job's coroutine yielded: the future's
+    wake-up resumes the lane, and so the job, in the next turn. (`asyncio.wait` took two: its
+    callback, then the task's wake-up; with effects each answer came a turn later.) The outcome
+    stays in the future for the coroutine to read; a cancellation of the lane's task cancels the
+    future (the task's own doing), which the coroutine sees where it waits."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def __await__(self) -> Generator[Any, None, None]:
+        future = self.future
+        if future is None:
+            yield None  # a bare turn, as `asyncio.sleep(0)`
+            return
+        try:
+            yield future  # blocking already: the coroutine's own `await` marked it
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # the lane's task was cancelled after the future was done
+        except BaseException:  # the future's own error: the coroutine reads it
+            pass

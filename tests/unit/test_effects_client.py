@@ -71,3 +71,42 @@ def test_no_service_is_transient_and_a_bad_url_is_terminal() -> None:
     unreachable, bad_url = asyncio.run(main())
     assert unreachable.outcome is Outcome.TRANSIENT and "connection error" in unreachable.message
     assert bad_url.outcome is Outcome.TERMINAL and "bad URL" in bad_url.message
+
+
+def test_calls_in_flight_are_counted_until_their_answer_or_failure() -> None:
+    """The agent shares the loop sooner while answers are awaited (engine/stalls.py `LoopTurn`)."""
+    event = make_event("o1", "paid")
+    answer_now = asyncio.Event()
+    counted: list[int] = []
+
+    async def main() -> None:
+        async def slow(request: web.Request) -> web.Response:
+            await answer_now.wait()
+            return web.Response(status=200)
+
+        app = web.Application()
+        app.router.add_post("/{effect}", slow)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        effects, nobody = Effects(f"http://127.0.0.1:{port}"), Effects(f"http://127.0.0.1:{free_port()}")
+        try:
+            calls = [asyncio.create_task(effects.call("ship", event)) for _ in range(3)]
+            for _ in range(200):
+                if effects.in_flight == 3:
+                    break
+                await asyncio.sleep(0.005)
+            counted.append(effects.in_flight)
+            answer_now.set()
+            await asyncio.gather(*calls)
+            counted.append(effects.in_flight)
+            await nobody.call("ship", event)  # a connection refused: counted out all the same
+            counted.append(nobody.in_flight)
+        finally:
+            await effects.close()
+            await nobody.close()
+            await runner.cleanup()
+
+    asyncio.run(main())
+    assert counted == [3, 0, 0]

@@ -129,6 +129,25 @@ def test_loop_turn_yields_only_once_its_budget_is_spent() -> None:
     assert with_yield == 10
 
 
+def test_loop_turn_yields_sooner_while_answers_are_awaited() -> None:
+    awaited = [False]
+
+    async def main() -> list[int]:
+        counter = TurnCounter()
+        await asyncio.sleep(0)
+        turn = LoopTurn(budget_s=60, awaiting_budget_s=0, answers_awaited=lambda: awaited[0])
+        turns = []
+        for answers in (False, True, False):
+            awaited[0], before = answers, counter.turns
+            for _ in range(10):
+                await turn.share()
+            turns.append(counter.turns - before)
+        counter.stop()
+        return turns
+
+    assert asyncio.run(main()) == [0, 10, 0]
+
+
 def _busy(seconds: float) -> None:
     until = time.perf_counter() + seconds
     while time.perf_counter() < until:
@@ -299,6 +318,33 @@ def test_a_job_that_waits_keeps_its_lane_and_later_jobs_of_its_order_queue_behin
     asyncio.run(main())
     assert events == ["effect called", "another order", "effect answered 200", "next event of the order"]
     assert acked == ["elsewhere", "effect", "after"]
+
+
+def test_a_job_handed_on_goes_on_in_the_first_turn_after_its_answer() -> None:
+    """An effect's answer resumes the job waiting for it in the next turn of the loop, not two
+    turns later: with effects, every turn an answer waits holds up its whole lane."""
+    turns_after_answer: list[int] = []
+
+    async def main() -> None:
+        lanes = Lanes(8)
+        answer = asyncio.get_running_loop().create_future()
+
+        async def effect() -> None:
+            await answer
+
+        await lanes.submit("o1", None, effect, lambda: None)  # begun eagerly, waits: handed on
+        for _ in range(5):
+            await asyncio.sleep(0)  # the lane's task has taken it over and waits for the answer
+        answer.set_result(200)
+        for turn in range(1, 5):
+            await asyncio.sleep(0)  # this task runs after everything the answer made ready
+            if not lanes._running[lane_of("o1", 8)]:
+                turns_after_answer.append(turn)
+                break
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert turns_after_answer == [1]
 
 
 def test_a_failing_job_is_never_acked_whether_it_fails_at_once_or_after_a_wait() -> None:
