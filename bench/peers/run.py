@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 from bench.effects import start_gateway  # noqa: E402
 from bench.peers import kstreams  # noqa: E402
 from bench.run import KINDS, fresh_topics, run_variant, time_by_commits  # noqa: E402
+from streams import compiled  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.tools.localkafka import KAFKA_VERSION, LocalKafka, cache_root  # noqa: E402
 from streams.tools.publisher import Publisher  # noqa: E402
@@ -163,7 +164,8 @@ def versions(python: Path, with_kafka_streams: bool) -> str:
                                   capture_output=True, text=True, check=True).stdout.strip()
     ours = {name: metadata.version(name) for name in ("faust-streaming", "aiokafka", "confluent-kafka")}
     return (f"Python {platform.python_version()}; faust-streaming {ours['faust-streaming']}, aiokafka "
-            f"{ours['aiokafka']}, confluent-kafka {ours['confluent-kafka']} (orderflow's); Quix Streams "
+            f"{ours['aiokafka']}, confluent-kafka {ours['confluent-kafka']} (orderflow's); orderflow's hot "
+            f"path {compiled.status}; Quix Streams "
             f"{quix_version} in its own virtualenv; Apache Kafka {KAFKA_VERSION} (local KRaft)"
             + (f"; Kafka Streams {kstreams.version()} on {java_version()}" if with_kafka_streams else ""))
 
