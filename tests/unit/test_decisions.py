@@ -133,6 +133,17 @@ def test_times_are_written_as_datetime_writes_them(epoch: float) -> None:
     assert m.rfc3339(epoch) == expected  # the second time from the shared text
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 4 * 10**9), st.lists(st.integers(0, 3_000_000), min_size=1, max_size=50))
+def test_times_in_the_same_seconds_are_written_as_datetime_writes_them(second: int,
+                                                                        micros: list[int]) -> None:
+    """One after another, as a worker formats them: milliseconds of one second share its text."""
+    for micro in sorted(micros):
+        epoch = second + micro / 1_000_000
+        expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+        assert m.rfc3339(epoch) == expected.replace("+00:00", "Z")
+
+
 def _expire_ids_by_the_rule(order: Order, now: float, retention_s: float) -> Order:
     """The rule as first written (one pass over every id): what the faster `expire_ids` must keep."""
     held = {e["event"]["event_id"] for e in order["parked"]}
