@@ -91,7 +91,7 @@ def changed_sources(root: Path = ROOT) -> list[str] | None:
     except ValueError:
         return list(MODULES)
     return [module for module in MODULES
-            if hashes.get(module) != digest(source(module, root))]
+            if not source(module, root).exists() or hashes.get(module) != digest(source(module, root))]
 
 
 class _FromSources(importlib.abc.MetaPathFinder):
