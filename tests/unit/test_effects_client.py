@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,12 @@ async def _serve(statuses: dict[str, tuple[int, dict[str, str]]], seen: list[dic
         status, headers = statuses[effect]
         return web.Response(status=status, text=f"answer of {effect}", headers=headers)
 
+    return await _serve_handler(handle)
+
+
+async def _serve_handler(handle: Callable[[web.Request], Awaitable[web.Response]]) -> tuple[
+        web.AppRunner, str]:
+    """A local service answering every `POST /{effect}` with `handle`: its runner and base URL."""
     app = web.Application()
     app.router.add_post("/{effect}", handle)
     runner = web.AppRunner(app)
@@ -84,13 +91,8 @@ def test_calls_in_flight_are_counted_until_their_answer_or_failure() -> None:
             await answer_now.wait()
             return web.Response(status=200)
 
-        app = web.Application()
-        app.router.add_post("/{effect}", slow)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        effects, nobody = Effects(f"http://127.0.0.1:{port}"), Effects(f"http://127.0.0.1:{free_port()}")
+        runner, url = await _serve_handler(slow)
+        effects, nobody = Effects(url), Effects(f"http://127.0.0.1:{free_port()}")
         try:
             calls = [asyncio.create_task(effects.call("ship", event)) for _ in range(3)]
             for _ in range(200):
