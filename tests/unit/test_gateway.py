@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.tools.gateway import Faults, Gateway
+from streams.tools.gateway import Faults, Gateway, run
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -81,3 +85,35 @@ async def test_bad_fault_settings_are_refused(client_for) -> None:
     assert (await client.post("/_faults", json={"colour": 1})).status == 400
     with pytest.raises(ValueError, match="between 0 and 1"):
         Faults(timeout_rate=-0.1).check()
+
+
+async def test_latency_counts_from_the_requests_arrival_not_from_its_handler(capsys) -> None:
+    """A request whose last bytes come 0.8 s after its first is answered 1 s after the first
+    (the service's latency), not 1 s after the handler got it; its connection leaves no stamp."""
+    gateway = Gateway(Faults(latency_s=1.0))
+    stop = asyncio.Event()
+    port = free_port()
+    serving = asyncio.create_task(run(gateway, "127.0.0.1", port, stop))
+    for _ in range(100):
+        if "listening" in capsys.readouterr().out:
+            break
+        await asyncio.sleep(0.02)
+    payload = json.dumps(body()).encode()
+    request = (b"POST /shipments HTTP/1.1\r\nHost: gateway\r\nIdempotency-Key: k\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)) + payload
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    first_bytes = time.monotonic()
+    writer.write(request[:20])
+    await asyncio.sleep(0.8)
+    writer.write(request[20:])
+    status = await reader.readline()
+    answered = time.monotonic()
+    writer.close()
+    await writer.wait_closed()
+    assert status.startswith(b"HTTP/1.1 200")
+    assert answered - first_bytes >= 0.99  # the latency, from the first bytes
+    assert answered - first_bytes < 1.5  # not another second after the request was complete
+    stop.set()
+    await serving
+    assert gateway.applied == {"k": 1} and not gateway.arrivals
+    assert "gateway stopped after 1 calls, 1 effects applied" in capsys.readouterr().out
