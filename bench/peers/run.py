@@ -58,6 +58,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.effects import start_gateway  # noqa: E402
 from bench.peers import kstreams  # noqa: E402
+from bench.peers.effect_ceiling import Ceiling as EffectCeiling  # noqa: E402
+from bench.peers.effect_ceiling import measure as measure_effect_ceiling  # noqa: E402
 from bench.run import KINDS, fresh_topics, run_variant, time_by_commits  # noqa: E402
 from streams import compiled  # noqa: E402
 from streams.config import Settings  # noqa: E402
@@ -233,11 +235,14 @@ def main() -> None:
             results.append(median_run(earlier))
         effect_results: list[dict] = []
         effect_rounds: list[dict] = []
+        gateway_alone: EffectCeiling | None = None
         if not args.no_effects:
             port = free_port()
             gateway = start_gateway(port, args.latency_ms, workdir / "gateway.log")
             url = f"http://127.0.0.1:{port}"
             lanes = str(Settings().lanes)
+            say(f"the gateway alone: {lanes} callers, no Kafka")
+            gateway_alone = measure_effect_ceiling(url, Settings().lanes)
             for round_number in range(1, args.rounds + 1):  # fresh keys: the gateway remembers them
                 bound = fresh_topics(broker)
                 effect_total = publish(bound, orders_events(args.effect_orders, 0.0, f"e{round_number}-"))
@@ -260,7 +265,7 @@ def main() -> None:
             gateway.wait(10)
         broker.stop()
     write(results, effect_results, args, total, versions(python, streams_home is not None), python,
-          Rounds(ours, earlier, effect_rounds))
+          Rounds(ours, earlier, effect_rounds), gateway_alone)
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -304,7 +309,8 @@ def rounds_table(rounds: Rounds, lanes_allow: float) -> list[str]:
 
 
 def write(results: list[dict], effect_results: list[dict], args: argparse.Namespace, total: int,
-          versions_line: str, python: Path, rounds: Rounds) -> None:
+          versions_line: str, python: Path, rounds: Rounds,
+          gateway_alone: EffectCeiling | None = None) -> None:
     by_name = {r["name"]: r for r in results}
     ours = by_name["orderflow worker"]
     lines = [
@@ -337,6 +343,14 @@ def write(results: list[dict], effect_results: list[dict], args: argparse.Namesp
               f"{r['effects_per_s']:,.0f} ({r['effects_per_s'] / lanes_allow:.0%} of the lanes' bound) | "
               f"{r['cpu_us']:.0f} |" for r in effect_results],
         ]
+        if gateway_alone is not None:
+            alone = gateway_alone.calls_per_s
+            lines += ["", "The gateway alone (bench/peers/effect_ceiling.py: "
+                      f"{gateway_alone.callers} callers through orderflow's HTTP client, no Kafka, no "
+                      "other work), measured before the rounds: "
+                      f"{alone:,.0f} effects/s ({alone / lanes_allow:.0%} of the lanes' bound), "
+                      f"{gateway_alone.mean_ms:.1f} ms a call on average, p99 {gateway_alone.p99_ms:.1f} ms; "
+                      f"orderflow's median round got {effect_results[0]['effects_per_s'] / alone:.0%} of it."]
     lines += rounds_table(rounds, Settings().lanes / (args.latency_ms / 1000))
     lines += ["", f"![peers]({os.path.relpath(args.plot, args.results.parent)})"]
     text = "\n".join(lines) + "\n"

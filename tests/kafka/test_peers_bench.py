@@ -1,10 +1,11 @@
 """`bench/peers/run.py` at a small size: the command works end to end (its own broker, the Quix
 Streams virtualenv, the Kafka Streams peer built with Maven and javac, every peer on both
-workloads, two alternating rounds, the tables and the plot). It measures; nothing here asserts a
-speed."""
+workloads, the gateway alone, two alternating rounds, the tables and the plot). It measures;
+nothing here asserts a speed."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,9 @@ def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> 
                  f"orderflow worker of {head()}"):
         assert float(rows[peer].replace(",", "")) > 0, (peer, rows)
     assert f"This orderflow against the orderflow worker of {head()}:" in results.read_text()
+    alone = re.search(r"The gateway alone \(.*?\), measured before the rounds: ([\d,]+) effects/s",
+                      results.read_text())
+    assert alone and int(alone[1].replace(",", "")) > 0, "the effect ceiling is measured"
     assert "; Kafka Streams 4.1.1 on " in results.read_text()  # versions: the Java peer's and its JVM
     rounds = [line for line in lines if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rounds) == 2 and all(line.count("x |") == 1 for line in rounds), rounds
