@@ -6,15 +6,17 @@ current-event context set to the Kafka event it serves, so table writes go to th
 changelog partition. The job's `done` callback acks the event: Faust commits a partition's offset
 only up to the first event not yet acked, so a crash never skips an unfinished event.
 
-A lane with a backlog runs its queued jobs back to back only while the current turn of the event
-loop has run less than `BACKLOG_TURN_S` (2 ms, the agent's own `LoopTurn` budget), then one job
-per turn. A job that awaits nothing (no effect to call) finishes without yielding, and a lane
-would otherwise run its whole queue in one step: the 64 lanes then held each turn for a whole batch
-of events (about 100 ms), and an HTTP request, which needs a few turns, waited for several of them
-(`/health` took 300 ms). Strictly one job per turn cost the effect-bound case instead: behind an
-order waiting for its effect, every later job of its lane waited a whole turn (all the lanes' jobs,
-the agent's share, a flush slice), so a lane spent less of its time waiting on effects (5% more
-effects/s with the budget, bench/RESULTS.md, 2026-12-04).
+A lane with a backlog runs its queued jobs back to back for at most `STEP_BUDGET_S` (0.25 ms) of
+one step of its task, then lets the loop turn (a step ends anyway where a job waits, on an effect).
+A job that awaits nothing (no effect to call) finishes without yielding, and a lane would otherwise
+run its whole queue in one step: the 64 lanes then held each turn for a whole batch of events
+(about 100 ms), and an HTTP request, which needs a few turns, waited for several of them (`/health`
+took 300 ms); with the budget a turn holds at most 64 x 0.25 ms of the lanes' jobs. The budget is
+the lane's own, not the turn's: with a budget on the turn (2 ms, until 2026-12-05), the lanes that
+came late in a long turn ran one job per turn, and behind each answered effect the rest of its
+order (four more events, then the next order up to its call) took a turn a job: 6-12 ms at the 90th
+percentile from a lane's answer to its next call, against 0.2 ms with the lane's own budget, and
+about five points more of the lanes' bound (bench/RESULTS.md, 2026-12-05).
 
 The jobs in flight are bounded over all lanes (2,048): every one is an event each garbage
 collection walks, and with 256 per lane a million orders' backlog made those collections, and so
@@ -48,8 +50,8 @@ log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 
-#: how long a turn of the loop may have run for a lane to start its next queued job in it
-BACKLOG_TURN_S = 0.002
+#: how long a lane may run its queued jobs back to back in one step of its task
+STEP_BUDGET_S = 0.00025
 
 
 def lane_of(order_id: str, lanes: int) -> int:
@@ -59,7 +61,7 @@ def lane_of(order_id: str, lanes: int) -> int:
 
 class TurnShare:
     """How long a turn of the event loop may have run before a lane starts a job in it (0: no
-    limit).
+    limit), and which turn is running (`current`).
 
     A turn's start is marked by a callback that the first lane to look schedules: it runs at the
     head of the next turn, before the lanes that turn resumes. A lane that finds the turn already
@@ -71,18 +73,29 @@ class TurnShare:
         self.budget_s = budget_s
         self._started = 0.0
         self._renewal_due = False
+        self._turn = 0
 
     def spent(self) -> bool:
         if self.budget_s <= 0:
             return False
+        self._mark()
+        return time.perf_counter() - self._started >= self.budget_s
+
+    def current(self) -> int:
+        """The number of the turn running now. Exact for telling turns apart: whoever asks in a
+        turn schedules the next one's mark, so a later turn never answers the same number."""
+        self._mark()
+        return self._turn
+
+    def _mark(self) -> None:
         if not self._renewal_due:
             self._renewal_due = True
             asyncio.get_running_loop().call_soon(self._renew)
-        return time.perf_counter() - self._started >= self.budget_s
 
     def _renew(self) -> None:
         self._started = time.perf_counter()
         self._renewal_due = False
+        self._turn += 1
 
 
 class Lanes:
@@ -97,7 +110,7 @@ class Lanes:
                  on_error: Callable[[BaseException], None] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
                  turn_budget_s: float = 0.0, eager: bool = True,
-                 backlog_turn_s: float = BACKLOG_TURN_S) -> None:
+                 step_budget_s: float = STEP_BUDGET_S) -> None:
         self.size = lanes
         self.share = TurnShare(turn_budget_s)
         self.eager = eager  # start a job at once when its lane is idle (see the module docstring)
@@ -108,7 +121,8 @@ class Lanes:
         self._running = [False] * lanes  # a lane's task is between taking a job and finishing it
         self._room = asyncio.Semaphore(in_flight)
         self._tasks: list[asyncio.Task[None]] = []
-        self._backlog_turn = TurnShare(backlog_turn_s)  # see the module docstring
+        self._step_budget_s = step_budget_s  # see the module docstring
+        self._turns = TurnShare(0.0)  # tells a lane's steps apart
         self._on_error = on_error
         self._is_current = is_current  # False for an event fetched before the last rebalance
 
@@ -171,17 +185,30 @@ class Lanes:
         self._tasks = []
 
     async def _run(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]]) -> None:
+        """Runs the lane's jobs in order; queued ones back to back within one step of the lane's
+        task for at most `step_budget_s` (a step ends where a job waits, e.g. on an effect)."""
         lane = self._queues.index(queue)
+        turns, budget = self._turns, self._step_budget_s
+        step_turn = -1
+        step_started = 0.0
         while True:
             event, job, done = await queue.get()
+            turn = turns.current()
+            if turn != step_turn:  # resumed (the queue was empty, or after a yield)
+                step_turn, step_started = turn, time.perf_counter()
             self._running[lane] = True
             try:
                 await self._run_one(event, job, done)
             finally:
                 self._running[lane] = False
                 queue.task_done()
-            if not queue.empty() and (self._backlog_turn.budget_s <= 0 or self._backlog_turn.spent()):
-                await asyncio.sleep(0)  # the turn has run its budget: the next job in the next
+            if queue.empty():
+                continue
+            turn = turns.current()
+            if budget <= 0 or (turn == step_turn and time.perf_counter() - step_started >= budget):
+                await asyncio.sleep(0)  # the step has run its budget: the next job in the next turn
+            elif turn != step_turn:  # the job waited: this step began when it went on
+                step_turn, step_started = turn, time.perf_counter()
 
     async def _run_one(self, event: Any, job: Job, done: Callable[[], None]) -> None:
         started = isinstance(job, _Resumed)  # begun eagerly: finished whatever came since

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from streams.engine.stalls import LoopTurn
-from streams.lanes import BACKLOG_TURN_S, Lanes, lane_of
+from streams.lanes import Lanes, lane_of
 
 
 def test_one_orders_jobs_run_in_submission_order_and_each_is_acked() -> None:
@@ -77,16 +77,16 @@ class TurnCounter:
         self._task.cancel()
 
 
-def test_a_lane_with_a_backlog_lets_the_loop_turn_once_the_turn_has_run_its_budget() -> None:
+def test_a_lane_with_a_backlog_lets_the_loop_turn_once_its_step_has_run_its_budget() -> None:
     """Queued jobs that await nothing (no effect) must not run back to back for long: a web
-    request waiting for its turn would wait for the whole backlog. They run together only while
-    the turn is young (2 ms): jobs of 1 ms let the loop turn at least every third job, jobs of
-    nothing run many to a turn. (Jobs queue when their lane is busy; `eager=False` queues every
-    one, as a backlog behind a waiting job is.)"""
+    request waiting for its turn would wait for the whole backlog. A lane runs them together only
+    for its step's budget (here 2 ms): jobs of 1 ms let the loop turn at least every third job,
+    jobs of nothing run many to a turn, and a budget of 0 runs one a turn. (Jobs queue when their
+    lane is busy; `eager=False` queues every one, as a backlog behind a waiting job is.)"""
 
-    async def main(job_s: float, backlog_turn_s: float = BACKLOG_TURN_S) -> list[int]:
+    async def main(job_s: float, step_budget_s: float) -> list[int]:
         turns_seen: list[int] = []
-        lanes = Lanes(1, eager=False, backlog_turn_s=backlog_turn_s)
+        lanes = Lanes(1, eager=False, step_budget_s=step_budget_s)
         counter = TurnCounter()
         done = asyncio.Event()
         for n in range(100):
@@ -99,14 +99,48 @@ def test_a_lane_with_a_backlog_lets_the_loop_turn_once_the_turn_has_run_its_budg
         await lanes.stop()
         return turns_seen
 
-    slow = asyncio.run(main(0.001))
+    slow = asyncio.run(main(0.001, 0.002))
     assert len(slow) == 100
     assert all(later > earlier for earlier, later in zip(slow, slow[3:], strict=False)), \
-        "four jobs of 1 ms ran in one turn of a 2 ms budget"
-    quick = asyncio.run(main(0.0))
+        "four jobs of 1 ms ran in one step of a 2 ms budget"
+    quick = asyncio.run(main(0.0, 0.002))
     assert len(set(quick)) < 50, "jobs that cost nothing ran one to a turn"
-    strict = asyncio.run(main(0.0, backlog_turn_s=0))
+    strict = asyncio.run(main(0.0, 0.0))
     assert all(later > earlier for earlier, later in itertools.pairwise(strict))
+
+
+def test_a_lane_runs_its_backlog_on_in_a_turn_that_others_made_long() -> None:
+    """The budget is the lane's step's, not the turn's: behind an answered effect the rest of its
+    order runs at once even when the turn has already run long (other lanes, the agent, a flush
+    slice). Here another task holds every turn for 30 ms, longer than the lane's budget (20 ms);
+    the lane's ten queued jobs, which cost nothing, still run in one step, not one a turn."""
+
+    async def main() -> list[int]:
+        turns_seen: list[int] = []
+        counter = TurnCounter()
+        running = True
+
+        async def hog() -> None:
+            while running:
+                _busy(0.03)
+                await asyncio.sleep(0)
+
+        hogging = asyncio.create_task(hog())
+        await asyncio.sleep(0)
+        lanes = Lanes(1, eager=False, step_budget_s=0.02)
+        done = asyncio.Event()
+        for n in range(10):
+            async def job() -> None:
+                turns_seen.append(counter.turns)
+            await lanes.submit("o1", None, job, done.set if n == 9 else lambda: None)
+        await done.wait()
+        running = False
+        await hogging
+        counter.stop()
+        await lanes.stop()
+        return turns_seen
+
+    assert len(set(asyncio.run(main()))) == 1
 
 
 def test_loop_turn_yields_only_once_its_budget_is_spent() -> None:
@@ -162,7 +196,7 @@ def test_lanes_with_backlogs_stop_starting_jobs_once_the_turn_has_run_its_budget
     per_turn: dict[int, int] = {}
 
     async def main(budget_s: float) -> None:
-        lanes = Lanes(8, turn_budget_s=budget_s, eager=False, backlog_turn_s=0)  # one job a turn
+        lanes = Lanes(8, turn_budget_s=budget_s, eager=False, step_budget_s=0)  # one job a turn
         counter = TurnCounter()
         orders = [next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 8) == lane)
                   for lane in range(8)]
