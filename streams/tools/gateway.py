@@ -25,6 +25,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -32,6 +33,10 @@ import uvloop
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: when a request's first bytes arrived (the loop's clock), or None when it is not known
+ARRIVED: web.RequestKey[float | None] = web.RequestKey("arrived")
 
 EFFECTS = ("shipments", "refunds")
 
@@ -91,13 +96,20 @@ class Gateway:
         self._ids = itertools.count(1)
 
     def routes(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._arrival])
         app.add_routes([
             web.post("/shipments", self.effect), web.post("/refunds", self.effect),
             web.get("/_stats", self.stats), web.post("/_faults", self.set_faults),
             web.post("/_script", self.script), web.get("/health", self.health),
         ])
         return app
+
+    @web.middleware
+    async def _arrival(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Takes every request's arrival stamp off its connection, whatever its route, so the
+        connection's next request is stamped anew."""
+        request[ARRIVED] = self.arrivals.pop(request.transport, None)
+        return await handler(request)
 
     async def effect(self, request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key", "")
@@ -110,7 +122,7 @@ class Gateway:
         except ValueError:
             return self._answer(400, {"error": "the body is not JSON"})
         faults = self.faults
-        arrived = self.arrivals.pop(request.transport, None)
+        arrived = request.get(ARRIVED)
         if faults.latency_s:
             loop = asyncio.get_running_loop()
             waited = 0.0 if arrived is None else loop.time() - arrived
