@@ -25,16 +25,15 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import uvloop
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: when a request's first bytes arrived (the loop's clock), or None when it is not known
 ARRIVED: web.RequestKey[float | None] = web.RequestKey("arrived")
 
