@@ -1,22 +1,31 @@
-"""Key-hashed lanes: events of one order run one after another; different orders run concurrently.
+"""Lanes: events of one order run one after another; different orders run concurrently, at most
+`lanes` of them at once.
 
-A lane is a queue and a task. `hash(order_id) % n` picks the lane, so one order's events keep their
-partition order while a slow order only holds up its own lane. Each job runs with Faust's
-current-event context set to the Kafka event it serves, so table writes go to that event's
-changelog partition. The job's `done` callback acks the event: Faust commits a partition's offset
-only up to the first event not yet acked, so a crash never skips an unfinished event.
+An order with work (a job queued or running) is carried by one lane (a task) until its last job
+is done; its later events queue behind it, so they keep their partition order. Any free lane takes
+the next order that has work, oldest first: an order is bound to a lane only while it has work,
+as Confluent's Parallel Consumer orders by key. Until 2026-12-05 a lane was `crc32(order_id) %
+lanes`, a queue per lane: then an order behind a slow one of its lane waited for it while other
+lanes stood idle, and a burst ended when the busiest lane did. With effects (a service at 20 ms,
+one call per order of five events) the 64 hashed lanes could keep at most 87% of themselves busy
+in a call over 12,000 orders and 84% over 3,000 (a simulation with no CPU cost at all), the free
+lanes 100% (bench/RESULTS.md, 2026-12-05 08:30). Each job runs with Faust's current-event
+context set to the Kafka event it serves, so table writes go to that event's changelog
+partition. The job's `done` callback acks the event: Faust commits a partition's offset only up
+to the first event not yet acked, so a crash never skips an unfinished event.
 
-A lane with a backlog runs its queued jobs back to back for at most `STEP_BUDGET_S` (0.25 ms) of
-one step of its task, then lets the loop turn (a step ends anyway where a job waits, on an effect).
-A job that awaits nothing (no effect to call) finishes without yielding, and a lane would otherwise
-run its whole queue in one step: the 64 lanes then held each turn for a whole batch of events
-(about 100 ms), and an HTTP request, which needs a few turns, waited for several of them (`/health`
-took 300 ms); with the budget a turn holds at most 64 x 0.25 ms of the lanes' jobs. The budget is
-the lane's own, not the turn's: with a budget on the turn (2 ms, until 2026-12-05), the lanes that
-came late in a long turn ran one job per turn, and behind each answered effect the rest of its
-order (four more events, then the next order up to its call) took a turn a job: 6-12 ms at the 90th
-percentile from a lane's answer to its next call, against 0.2 ms with the lane's own budget, and
-about five points more of the lanes' bound (bench/RESULTS.md, 2026-12-05).
+A lane with a backlog runs its queued jobs (of its order, then of the next order it takes) back to
+back for at most `STEP_BUDGET_S` (0.25 ms) of one step of its task, then lets the loop turn (a
+step ends anyway where a job waits, on an effect). A job that awaits nothing (no effect to call)
+finishes without yielding, and a lane would otherwise run a whole backlog in one step: the 64
+lanes then held each turn for a whole batch of events (about 100 ms), and an HTTP request, which
+needs a few turns, waited for several of them (`/health` took 300 ms); with the budget a turn
+holds at most 64 x 0.25 ms of the lanes' jobs. The budget is the lane's own step's, not the
+turn's: with a budget on the turn (2 ms, until 2026-12-05), the lanes that came late in a long
+turn ran one job per turn, and behind each answered effect the rest of its order (four more
+events, then the next order up to its call) took a turn a job: 6-12 ms at the 90th percentile from
+a lane's answer to its next call, against 0.2 ms with the lane's own budget, and about five points
+more of the lanes' bound (bench/RESULTS.md, 2026-12-05).
 
 The jobs in flight are bounded over all lanes (2,048): every one is an event each garbage
 collection walks, and with 256 per lane a million orders' backlog made those collections, and so
@@ -26,12 +35,12 @@ that long, the lanes that have not run in it yet wait for the next one. With eff
 quarter of the events/s (bench/RESULTS.md, 2026-12-02 05:40 and 06:36).
 
 **Jobs start eagerly.** Most jobs never wait (no effect to call): queueing each one and running it
-from the lane's task cost a queue put and get, a task wake-up and a turn of the loop per event. So
-`submit` to a lane that is idle (nothing queued, no job running) starts the job at once, in the
-caller's step, as Python 3.12's eager tasks do; a job that finishes without waiting is done there
-and then. A job that does wait (an effect call) is handed, suspended where it waits, to its lane,
-which carries it on as its running job, so every later job of that lane still queues behind it
-and one order's events keep their order. The caller (the agent) shares the loop by time
+from a lane's task cost a queue put and get, a task wake-up and a turn of the loop per event. So
+`submit` of an order without work while a lane is free starts the job at once, in the caller's
+step, as Python 3.12's eager tasks do; a job that finishes without waiting is done there and then
+and took no lane. A job that does wait (an effect call) is handed, suspended where it waits, to a
+free lane, which carries it on as its order's running job, so every later job of that order still
+queues behind it and keeps its order. The caller (the agent) shares the loop by time
 (`engine.stalls.LoopTurn`), so a batch of eager jobs does not hold the loop.
 """
 
@@ -40,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
@@ -52,11 +61,6 @@ Job = Callable[[], Awaitable[None]]
 
 #: how long a lane may run its queued jobs back to back in one step of its task
 STEP_BUDGET_S = 0.00025
-
-
-def lane_of(order_id: str, lanes: int) -> int:
-    """A stable lane number (crc32, not Python's salted hash, so it is the same in every process)."""
-    return zlib.crc32(order_id.encode()) % lanes
 
 
 class TurnShare:
@@ -98,13 +102,16 @@ class TurnShare:
         self._turn += 1
 
 
+Queued = tuple[Any, Job, Callable[[], None]]  # (event, job, done)
+
+
 class Lanes:
-    """`submit(order_id, event, job, done)` runs `job` in the order's lane, then calls `done`.
+    """`submit(order_id, event, job, done)` runs `job` after the order's earlier jobs, in a lane,
+    then calls `done`.
 
     At most `in_flight` jobs are queued or running over all lanes; `submit` waits for room then.
-    The bound is shared, not per lane: a lane whose order waits for an effect may queue more while
-    the others go on (a bound per lane made the agent wait on that one lane while the others ran
-    dry). Every job in flight is an event the garbage collector walks, so the bound is small."""
+    The bound is shared: an order waiting for an effect may queue more while the others go on.
+    Every job in flight is an event the garbage collector walks, so the bound is small."""
 
     def __init__(self, lanes: int, in_flight: int = 2048,
                  on_error: Callable[[BaseException], None] | None = None,
@@ -113,12 +120,13 @@ class Lanes:
                  step_budget_s: float = STEP_BUDGET_S) -> None:
         self.size = lanes
         self.share = TurnShare(turn_budget_s)
-        self.eager = eager  # start a job at once when its lane is idle (see the module docstring)
+        self.eager = eager  # start a job at once when a lane is free (see the module docstring)
         self.started_eagerly = 0  # jobs started in the caller's step (finished there, or handed on)
-        self._queues: list[asyncio.Queue[tuple[Any, Job, Callable[[], None]]]] = [
-            asyncio.Queue() for _ in range(lanes)
-        ]
-        self._running = [False] * lanes  # a lane's task is between taking a job and finishing it
+        self._orders: dict[str, deque[Queued]] = {}  # every order with work: its jobs not yet begun
+        self._ready: deque[str] = deque()  # orders with work that no lane carries yet, oldest first
+        self._free = lanes  # lanes carrying no order
+        self._idle: deque[asyncio.Future[None]] = deque()  # free lanes' tasks waiting for an order
+        self._queued = 0
         self._room = asyncio.Semaphore(in_flight)
         self._tasks: list[asyncio.Task[None]] = []
         self._step_budget_s = step_budget_s  # see the module docstring
@@ -128,24 +136,27 @@ class Lanes:
 
     def start(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._run(q), name=f"lane-{i}")
-                           for i, q in enumerate(self._queues)]
+            self._tasks = [asyncio.create_task(self._run(), name=f"lane-{i}") for i in range(self.size)]
 
     async def submit(self, order_id: str, event: Any, job: Job, done: Callable[[], None]) -> None:
-        """Run the job now if its lane is idle (eager), else queue it behind the lane's jobs; waits
-        only while `in_flight` jobs are queued or running (backpressure on the partitions)."""
+        """Run the job now if its order has no work and a lane is free (eager), else queue it
+        behind the order's jobs; waits only while `in_flight` jobs are queued or running
+        (backpressure on the partitions)."""
         self.start()
         await self._room.acquire()
-        lane = lane_of(order_id, self.size)
-        queue = self._queues[lane]
-        if self.eager and not self._running[lane] and queue.empty() and not self.share.spent():
-            self._start_eagerly(queue, event, job, done)
+        jobs = self._orders.get(order_id)
+        if jobs is not None:  # the order has work: behind it
+            jobs.append((event, job, done))
+            self._queued += 1
+        elif self.eager and self._free > len(self._ready) and not self.share.spent():
+            self._start_eagerly(order_id, event, job, done)
         else:
-            queue.put_nowait((event, job, done))
+            self._orders[order_id] = deque(((event, job, done),))
+            self._queued += 1
+            self._hand_on(order_id)
 
-    def _start_eagerly(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]], event: Any,
-                       job: Job, done: Callable[[], None]) -> None:
-        """Run `job` in this step up to its first wait; if it waits, its lane carries it on."""
+    def _start_eagerly(self, order_id: str, event: Any, job: Job, done: Callable[[], None]) -> None:
+        """Run `job` in this step up to its first wait; if it waits, a free lane carries it on."""
         self.started_eagerly += 1
         set_current(event)
         coroutine = job()
@@ -160,7 +171,18 @@ class Lanes:
         except BaseException as exc:
             self._finish(done, exc)
             return
-        queue.put_nowait((event, _Resumed(coroutine, waiting_for), done))
+        self._orders[order_id] = deque(((event, _Resumed(coroutine, waiting_for), done),))
+        self._queued += 1
+        self._hand_on(order_id)
+
+    def _hand_on(self, order_id: str) -> None:
+        """The order has work and no lane: the next free lane takes it."""
+        self._ready.append(order_id)
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _finish(self, done: Callable[[], None], error: BaseException | None) -> None:
         """A job ended: ack it when it succeeded, never when it failed (left uncommitted)."""
@@ -175,8 +197,12 @@ class Lanes:
             self._room.release()
 
     def depth(self) -> int:
-        """Jobs queued and not yet started, over all lanes."""
-        return sum(q.qsize() for q in self._queues)
+        """Jobs queued and not yet begun, over all orders."""
+        return self._queued
+
+    def busy(self) -> int:
+        """Lanes carrying an order."""
+        return self.size - self._free
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -184,31 +210,44 @@ class Lanes:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _run(self, queue: asyncio.Queue[tuple[Any, Job, Callable[[], None]]]) -> None:
-        """Runs the lane's jobs in order; queued ones back to back within one step of the lane's
-        task for at most `step_budget_s` (a step ends where a job waits, e.g. on an effect)."""
-        lane = self._queues.index(queue)
+    async def _take(self) -> str:
+        """The oldest order with work that no lane carries, once there is one."""
+        while not self._ready:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and self._ready:
+                    self._hand_on(self._ready.popleft())  # woken, then stopped: wake another
+                raise
+        return self._ready.popleft()
+
+    async def _run(self) -> None:
+        """A lane: takes an order and runs its jobs in order until it has none, then the next one;
+        jobs back to back within one step of the task for at most `step_budget_s` (a step ends
+        where a job waits, e.g. on an effect)."""
         turns, budget = self._turns, self._step_budget_s
         step_turn = -1
         step_started = 0.0
         while True:
-            event, job, done = await queue.get()
-            turn = turns.current()
-            if turn != step_turn:  # resumed (the queue was empty, or after a yield)
-                step_turn, step_started = turn, time.perf_counter()
-            self._running[lane] = True
+            order_id = self._ready.popleft() if self._ready else await self._take()
+            self._free -= 1
+            jobs = self._orders[order_id]
             try:
-                await self._run_one(event, job, done)
+                while jobs:
+                    turn = turns.current()
+                    if turn != step_turn:  # a new step (after a wait or a yield)
+                        step_turn, step_started = turn, time.perf_counter()
+                    elif budget <= 0 or time.perf_counter() - step_started >= budget:
+                        await asyncio.sleep(0)  # the step has run its budget: on in the next turn
+                        continue
+                    event, job, done = jobs.popleft()
+                    self._queued -= 1
+                    await self._run_one(event, job, done)
             finally:
-                self._running[lane] = False
-                queue.task_done()
-            if queue.empty():
-                continue
-            turn = turns.current()
-            if budget <= 0 or (turn == step_turn and time.perf_counter() - step_started >= budget):
-                await asyncio.sleep(0)  # the step has run its budget: the next job in the next turn
-            elif turn != step_turn:  # the job waited: this step began when it went on
-                step_turn, step_started = turn, time.perf_counter()
+                del self._orders[order_id]
+                self._free += 1
 
     async def _run_one(self, event: Any, job: Job, done: Callable[[], None]) -> None:
         started = isinstance(job, _Resumed)  # begun eagerly: finished whatever came since

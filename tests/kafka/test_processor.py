@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-from streams.lanes import lane_of
 from streams.tools.publisher import Publisher
 from tests.conftest import SettingsFactory
 from tests.effects_server import effects_server
@@ -140,9 +139,7 @@ def test_a_slow_order_does_not_delay_other_orders_of_its_partition(
         publisher.publish([make_event("slow", "created"), make_event("slow", "paid")])
         time.sleep(0.5)
         started = time.monotonic()
-        # orders hashed to the slow order's lane wait behind it by design; pick others
-        others = [oid for oid in (f"fast{i}" for i in range(40))
-                  if lane_of(oid, settings.lanes) != lane_of("slow", settings.lanes)][:20]
+        others = [f"fast{i}" for i in range(40)]  # any ids: a free lane takes each
         publisher.publish([e for oid in others for e in
                            (make_event(oid, "created"), make_event(oid, "paid"))])
         wait_for(lambda: all((o := order_of(worker, oid)) and o["status"] == "paid" for oid in others),

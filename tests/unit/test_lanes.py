@@ -1,4 +1,5 @@
-"""Lanes: one order's jobs in order, other orders meanwhile, and a backlog that shares the loop."""
+"""Lanes: one order's jobs in order, other orders meanwhile in any free lane, and a backlog that
+shares the loop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from typing import Any
 
 from streams.engine.stalls import LoopTurn
-from streams.lanes import Lanes, lane_of
+from streams.lanes import Lanes
 
 
 def test_one_orders_jobs_run_in_submission_order_and_each_is_acked() -> None:
@@ -31,10 +32,10 @@ def test_one_orders_jobs_run_in_submission_order_and_each_is_acked() -> None:
     assert acked == list(range(20))
 
 
-def test_a_slow_order_holds_up_only_its_own_lane() -> None:
+def test_a_slow_order_holds_up_no_other_order() -> None:
     finished: list[str] = []
     slow_order = "slow"
-    fast_order = next(f"o{n}" for n in range(100) if lane_of(f"o{n}", 8) != lane_of(slow_order, 8))
+    fast_order = "fast"
 
     async def main() -> None:
         lanes = Lanes(8)
@@ -59,6 +60,74 @@ def test_a_slow_order_holds_up_only_its_own_lane() -> None:
 
     asyncio.run(main())
     assert finished == [fast_order, slow_order]
+
+
+def test_orders_wait_only_while_every_lane_carries_another_order() -> None:
+    """Three orders wait for their effects in three of four lanes; forty other orders, whatever
+    their ids, go through the fourth meanwhile, each in order (with lanes picked by a hash of the
+    order id, those hashed to a waiting order's lane waited for it)."""
+    ran: dict[str, list[int]] = {}
+
+    async def main() -> None:
+        lanes = Lanes(4)
+        release = asyncio.Event()
+
+        async def slow() -> None:
+            await release.wait()
+
+        for n in range(3):
+            await lanes.submit(f"slow{n}", None, slow, lambda: None)
+        finished = asyncio.Event()
+        for step in range(2):
+            for n in range(40):
+                async def job(order: str = f"o{n}", step: int = step) -> None:
+                    await asyncio.sleep(0)  # waits: needs a lane, as an effect call does
+                    ran.setdefault(order, []).append(step)
+                last = step == 1 and n == 39
+                await lanes.submit(f"o{n}", None, job, finished.set if last else lambda: None)
+        await asyncio.wait_for(finished.wait(), 5)
+        assert lanes.busy() == 3  # the slow orders still hold theirs
+        release.set()
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert len(ran) == 40 and all(steps == [0, 1] for steps in ran.values())
+
+
+def test_no_more_orders_wait_at_once_than_there_are_lanes() -> None:
+    """Ten orders each call an effect; four lanes carry four of them at a time, and each waiting
+    order is taken, oldest first, by the first lane that frees."""
+    waiting = 0
+    most_waiting = 0
+    began: list[str] = []
+
+    async def main() -> None:
+        nonlocal waiting, most_waiting
+        lanes = Lanes(4)
+        finished = asyncio.Event()
+        count = 0
+
+        def one_done() -> None:
+            nonlocal count
+            count += 1
+            if count == 10:
+                finished.set()
+
+        for n in range(10):
+            async def effect(order: str = f"o{n}") -> None:
+                nonlocal waiting, most_waiting
+                began.append(order)
+                waiting += 1
+                most_waiting = max(most_waiting, waiting)
+                await asyncio.sleep(0.01)
+                waiting -= 1
+            await lanes.submit(f"o{n}", None, effect, one_done)
+        await asyncio.wait_for(finished.wait(), 5)
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert most_waiting == 4
+    assert began == [f"o{n}" for n in range(10)]
 
 
 class TurnCounter:
@@ -198,8 +267,7 @@ def test_lanes_with_backlogs_stop_starting_jobs_once_the_turn_has_run_its_budget
     async def main(budget_s: float) -> None:
         lanes = Lanes(8, turn_budget_s=budget_s, eager=False, step_budget_s=0)  # one job a turn
         counter = TurnCounter()
-        orders = [next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 8) == lane)
-                  for lane in range(8)]
+        orders = [f"o{lane}" for lane in range(8)]
         finished = asyncio.Event()
         for step in range(5):
             for order in orders:
@@ -241,7 +309,7 @@ def test_jobs_waiting_for_effects_overlap_under_a_turn_budget() -> None:
                 finished.set()
 
         for lane in range(16):
-            order = next(f"o{n}" for n in range(1000) if lane_of(f"o{n}", 16) == lane)
+            order = f"o{lane}"
 
             async def job() -> None:
                 nonlocal waiting, most_waiting
@@ -266,7 +334,7 @@ def test_the_bound_on_jobs_in_flight_is_shared_by_the_lanes() -> None:
         lanes = Lanes(4, in_flight=4)
         release = asyncio.Event()
         slow = "slow"
-        fast = next(f"o{n}" for n in range(100) if lane_of(f"o{n}", 4) != lane_of(slow, 4))
+        fast = "fast"
 
         def job(name: str, wait: bool) -> Any:
             async def run() -> None:
@@ -275,12 +343,12 @@ def test_the_bound_on_jobs_in_flight_is_shared_by_the_lanes() -> None:
                 finished.append(name)
             return run
 
-        for n in range(3):  # one waiting, two queued behind it in the same lane
+        for n in range(3):  # one waiting, two of its order queued behind it
             await lanes.submit(slow, None, job(f"slow{n}", True), lambda: None)
         await lanes.submit(fast, None, job("fast", False), lambda: None)
         for _ in range(10):
             await asyncio.sleep(0)
-        assert finished == ["fast"]  # another lane ran meanwhile, and its job left the bound
+        assert finished == ["fast"]  # another order ran meanwhile, and its job left the bound
         await lanes.submit(slow, None, job("slow3", True), lambda: None)  # the 4th in flight
         fifth = asyncio.create_task(lanes.submit(fast, None, job("fast2", False), lambda: None))
         for _ in range(10):
@@ -316,11 +384,11 @@ def test_a_job_of_an_idle_lane_that_never_waits_is_done_within_submit() -> None:
 
 
 def test_a_job_that_waits_keeps_its_lane_and_later_jobs_of_its_order_queue_behind_it() -> None:
-    """A job begun eagerly that waits (an effect call) is carried on by its lane: the next job of
-    the same order waits for it, another lane's order runs meanwhile, and each is acked once."""
+    """A job begun eagerly that waits (an effect call) is carried on by a lane: the next job of
+    the same order waits for it, another order runs meanwhile, and each is acked once."""
     events: list[str] = []
     acked: list[str] = []
-    other = next(f"o{n}" for n in range(100) if lane_of(f"o{n}", 8) != lane_of("slow", 8))
+    other = "other"
 
     async def main() -> None:
         lanes = Lanes(8)
@@ -372,7 +440,7 @@ def test_a_job_handed_on_goes_on_in_the_first_turn_after_its_answer() -> None:
         answer.set_result(200)
         for turn in range(1, 5):
             await asyncio.sleep(0)  # this task runs after everything the answer made ready
-            if not lanes._running[lane_of("o1", 8)]:
+            if not lanes.busy():
                 turns_after_answer.append(turn)
                 break
         await lanes.stop()
