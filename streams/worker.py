@@ -88,7 +88,7 @@ class OrderWorker:
         self.lanes = Lanes(settings.lanes, on_error=crash, is_current=is_current,
                            turn_budget_s=settings.lane_turn_ms / 1000)
         self.metrics = Metrics(self.stats, self.lanes.depth, self.lag, ready=lambda: is_ready(app),
-                               overdue=self._overdue)
+                               overdue=self._overdue, lanes_busy=self.lanes.busy)
         self.effects = Effects(settings.effects_url, settings.effect_timeout_s)
         self.collector = PacedCollector(settings.gc_pace_ms / 1000, ready=lambda: is_ready(app))
         self.outbox = Outbox(self._produce_letter, stats_table, is_current)

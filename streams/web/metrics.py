@@ -67,9 +67,10 @@ class CountingHistogram(Collector):
 class _ProcessorCollector(Collector):
     def __init__(self, stats: PartitionStats, lane_depth: Callable[[], int],
                  lag: Callable[[], Mapping[tuple[str, int], int]], ready: Callable[[], bool],
-                 overdue: Callable[[], int]) -> None:
+                 overdue: Callable[[], int], lanes_busy: Callable[[], int]) -> None:
         self.stats = stats
         self.lane_depth = lane_depth
+        self.lanes_busy = lanes_busy
         self.lag = lag
         self.ready = ready
         self.overdue = overdue
@@ -99,6 +100,8 @@ class _ProcessorCollector(Collector):
             yield CounterMetricFamily(name, doc, value=totals[key])
         yield GaugeMetricFamily("orderflow_lane_queue_depth", "Jobs waiting in the order lanes",
                                 value=self.lane_depth())
+        yield GaugeMetricFamily("orderflow_lanes_busy", "Lanes carrying an order (all of them: orders "
+                                "with work wait for a free lane)", value=self.lanes_busy())
         lag = GaugeMetricFamily("orderflow_consumer_lag", "Messages not yet committed, per partition",
                                 labels=["topic", "partition"])
         for (topic, partition), value in sorted(self.lag().items()):
@@ -132,9 +135,10 @@ class Metrics:
 
     def __init__(self, stats: PartitionStats, lane_depth: Callable[[], int],
                  lag: Callable[[], Mapping[tuple[str, int], int]],
-                 ready: Callable[[], bool] = lambda: True, overdue: Callable[[], int] = lambda: 0) -> None:
+                 ready: Callable[[], bool] = lambda: True, overdue: Callable[[], int] = lambda: 0,
+                 lanes_busy: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_ProcessorCollector(stats, lane_depth, lag, ready, overdue))
+        self.registry.register(_ProcessorCollector(stats, lane_depth, lag, ready, overdue, lanes_busy))
         self.latency = CountingHistogram(
             "orderflow_processing_latency_seconds",
             "From an event's occurred_at to its application", buckets=LATENCY_BUCKETS)

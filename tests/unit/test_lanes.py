@@ -8,8 +8,10 @@ import itertools
 import time
 from typing import Any
 
+from streams.core.stats import PartitionStats
 from streams.engine.stalls import LoopTurn
 from streams.lanes import Lanes
+from streams.web.metrics import Metrics
 
 
 def test_one_orders_jobs_run_in_submission_order_and_each_is_acked() -> None:
@@ -86,7 +88,9 @@ def test_orders_wait_only_while_every_lane_carries_another_order() -> None:
                 last = step == 1 and n == 39
                 await lanes.submit(f"o{n}", None, job, finished.set if last else lambda: None)
         await asyncio.wait_for(finished.wait(), 5)
-        assert lanes.busy() == 3  # the slow orders still hold theirs
+        assert lanes.busy() == 3  # the slow orders still hold theirs, and /metrics says so
+        metrics = Metrics(PartitionStats(), lanes.depth, dict, lanes_busy=lanes.busy)
+        assert "orderflow_lanes_busy 3.0" in metrics.text().decode().splitlines()
         release.set()
         await lanes.stop()
 
