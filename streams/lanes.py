@@ -7,9 +7,10 @@ the next order that has work, oldest first: an order is bound to a lane only whi
 as Confluent's Parallel Consumer orders by key. Until 2026-12-05 a lane was `crc32(order_id) %
 lanes`, a queue per lane: then an order behind a slow one of its lane waited for it while other
 lanes stood idle, and a burst ended when the busiest lane did. With effects (a service at 20 ms,
-one call per order of five events) the 64 hashed lanes could keep at most 87% of themselves busy
-in a call over 12,000 orders and 84% over 3,000 (a simulation with no CPU cost at all), the free
-lanes 100% (bench/RESULTS.md, 2026-12-05 08:30). Each job runs with Faust's current-event
+one call per order of five events) 64 hashed lanes could keep at most 94% of themselves in a call
+over 12,000 orders and 90% over 3,000, free lanes 99.7% (bench/lanes_model.py, no CPU cost); in
+the worker, side by side, 67-81% of the lanes' bound against 79-96% (bench/RESULTS.md,
+2026-12-05 08:30). Each job runs with Faust's current-event
 context set to the Kafka event it serves, so table writes go to that event's changelog
 partition. The job's `done` callback acks the event: Faust commits a partition's offset only up
 to the first event not yet acked, so a crash never skips an unfinished event.
@@ -178,6 +179,9 @@ class Lanes:
     def _hand_on(self, order_id: str) -> None:
         """The order has work and no lane: the next free lane takes it."""
         self._ready.append(order_id)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
         while self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
@@ -218,8 +222,8 @@ class Lanes:
             try:
                 await waiter
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and self._ready:
-                    self._hand_on(self._ready.popleft())  # woken, then stopped: wake another
+                if not waiter.cancelled() and self._ready:
+                    self._wake_one()  # woken for an order, then cancelled: another lane takes it
                 raise
         return self._ready.popleft()
 
