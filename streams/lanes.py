@@ -10,10 +10,12 @@ lanes stood idle, and a burst ended when the busiest lane did. With effects (a s
 one call per order of five events) 64 hashed lanes could keep at most 94% of themselves in a call
 over 12,000 orders and 90% over 3,000, free lanes 99.7% (bench/lanes_model.py, no CPU cost); in
 the worker, side by side, 67-81% of the lanes' bound against 79-96% (bench/RESULTS.md,
-2026-12-05 08:30). Each job runs with Faust's current-event
-context set to the Kafka event it serves, so table writes go to that event's changelog
-partition. The job's `done` callback acks the event: Faust commits a partition's offset only up
-to the first event not yet acked, so a crash never skips an unfinished event.
+2026-12-05 08:20-09:50).
+
+Each job runs with Faust's current-event context set to the Kafka event it serves, so table writes
+go to that event's changelog partition. The job's `done` callback acks the event: Faust commits a
+partition's offset only up to the first event not yet acked, so a crash never skips an unfinished
+event.
 
 A lane with a backlog runs its queued jobs (of its order, then of the next order it takes) back to
 back for at most `STEP_BUDGET_S` (0.25 ms) of one step of its task, then lets the loop turn (a
