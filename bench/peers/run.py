@@ -1,6 +1,6 @@
 """Peers side by side, in one run, on one broker and one topic per workload.
 
-    python bench/peers/run.py [--orders 40000] [--duplicates 0.0] [--effect-orders 12000]
+    python bench/peers/run.py [--orders 40000] [--duplicates 0.0] [--effect-orders 48000]
                               [--quix-effect-events 5000] [--latency-ms 20] [--no-effects]
                               [--before COMMIT] [--rounds N] [--no-kafka-streams]
 
@@ -15,9 +15,10 @@ Effect-bound (`--effect-orders` orders of five events, one `shipments` effect pe
 `orderflow gateway` at `--latency-ms`): orderflow with its default lanes, and Quix Streams and
 Kafka Streams, timed over the topic's first `--quix-effect-events` (they call one effect at a
 time, 50 a second at 20 ms: the whole topic would take them minutes and tell nothing more).
-12,000 orders by default: the 3,000 issue 13 measured with last under two seconds for orderflow,
-against a committed-offset clock of 0.5 s, and their rate went up and down by a third from run to
-run.
+48,000 orders by default: the 3,000 issue 13 measured with last under two seconds for orderflow,
+and 12,000 (the default until 2026-12-05) about four, against a clock of committed offsets (0.5 s
+apart, looked at every 0.25 s): a round could be off by a tenth either way. 48,000 last about
+eighteen seconds, and the rate is the steady one, not a burst's start and end.
 
 With `--before COMMIT`, the orderflow worker of that commit (its files as `git archive` gives
 them, run with this machine's packages) runs the CPU-bound workload too, right after today's, so
@@ -182,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=40_000, help="orders of the CPU-bound workload")
     parser.add_argument("--duplicates", type=float, default=0.0, help="share of events sent twice")
-    parser.add_argument("--effect-orders", type=int, default=12_000)
+    parser.add_argument("--effect-orders", type=int, default=48_000)
     parser.add_argument("--quix-effect-events", type=int, default=5_000,
                         help="events Quix Streams is timed over in the effect-bound workload")
     parser.add_argument("--latency-ms", type=float, default=20.0)
