@@ -108,14 +108,7 @@ def test_no_more_orders_wait_at_once_than_there_are_lanes() -> None:
     async def main() -> None:
         nonlocal waiting, most_waiting
         lanes = Lanes(4)
-        finished = asyncio.Event()
-        count = 0
-
-        def one_done() -> None:
-            nonlocal count
-            count += 1
-            if count == 10:
-                finished.set()
+        finished = Countdown(10)
 
         for n in range(10):
             async def effect(order: str = f"o{n}") -> None:
@@ -125,13 +118,26 @@ def test_no_more_orders_wait_at_once_than_there_are_lanes() -> None:
                 most_waiting = max(most_waiting, waiting)
                 await asyncio.sleep(0.01)
                 waiting -= 1
-            await lanes.submit(f"o{n}", None, effect, one_done)
+            await lanes.submit(f"o{n}", None, effect, finished.one_done)
         await asyncio.wait_for(finished.wait(), 5)
         await lanes.stop()
 
     asyncio.run(main())
     assert most_waiting == 4
     assert began == [f"o{n}" for n in range(10)]
+
+
+class Countdown(asyncio.Event):
+    """Set once `one_done` has been called `count` times (each lane job's ack calls it once)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.left = count
+
+    def one_done(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.set()
 
 
 class TurnCounter:
@@ -303,14 +309,7 @@ def test_jobs_waiting_for_effects_overlap_under_a_turn_budget() -> None:
     async def main() -> None:
         nonlocal waiting, most_waiting
         lanes = Lanes(16, turn_budget_s=0.001)
-        finished = asyncio.Event()
-        count = 0
-
-        def one_done() -> None:
-            nonlocal count
-            count += 1
-            if count == 16:
-                finished.set()
+        finished = Countdown(16)
 
         for lane in range(16):
             order = f"o{lane}"
@@ -321,7 +320,7 @@ def test_jobs_waiting_for_effects_overlap_under_a_turn_budget() -> None:
                 most_waiting = max(most_waiting, waiting)
                 await asyncio.sleep(0.05)
                 waiting -= 1
-            await lanes.submit(order, None, job, one_done)
+            await lanes.submit(order, None, job, finished.one_done)
         await finished.wait()
         await lanes.stop()
 
