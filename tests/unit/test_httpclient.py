@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from streams.effects import Effects, Outcome
-from streams.httpclient import BrokenAnswer, ConnectFailed, HttpClient
+from streams.httpclient import Answer, BrokenAnswer, ConnectFailed, HttpClient
 from tests.conftest import free_port
 from tests.helpers import make_event
 
@@ -161,6 +161,39 @@ async def test_a_late_answer_is_a_timeout_and_its_connection_is_not_used_again()
             await client.post(b"/x", b"{}")
         answer = await client.post(b"/x", b"{}")
     assert answer.status == 200 and server.connections == 2
+
+
+async def test_calls_beyond_the_limit_wait_their_turn_and_their_timeout_starts_with_it() -> None:
+    out, most_out = 0, 0
+
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        nonlocal out, most_out
+        out += 1
+        most_out = max(most_out, out)
+        await asyncio.sleep(0.15)
+        out -= 1
+        return OK
+
+    # six calls, two at a time, 0.15 s each: the last two wait 0.3 s for their turn, longer than
+    # the timeout, which counts from the turn (a call never sent must not fail as a timeout)
+    async with served(script, timeout_s=0.25, limit=2) as (server, client):
+        answers = await asyncio.gather(*(client.post(b"/x", b"{}") for _ in range(6)))
+    assert [a.status for a in answers] == [200] * 6
+    assert most_out == 2 and server.connections == 2
+
+
+async def test_a_call_timed_out_in_flight_hands_its_turn_to_the_next_on_a_new_connection() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        if connection == 1:
+            await asyncio.sleep(0.5)
+        return OK
+
+    async with served(script, timeout_s=0.2, limit=1) as (server, client):
+        late, waiting = await asyncio.gather(client.post(b"/x", b"{}"), client.post(b"/x", b"{}"),
+                                             return_exceptions=True)
+    assert isinstance(late, TimeoutError)
+    assert isinstance(waiting, Answer) and waiting.status == 200
+    assert server.connections == 2  # the late answer's connection was dropped, not handed on
 
 
 async def test_garbage_is_a_broken_answer_and_no_service_a_failed_connection() -> None:
