@@ -86,7 +86,8 @@ class Settings:
     retry_base_s: float = 1.0
     retry_cap_s: float = 300.0
     retry_max_attempts: int = 8
-    #: ORDERFLOW_LANES: concurrent per-order lanes per worker (1 = strictly sequential).
+    #: ORDERFLOW_LANES: effect calls out at once per worker; twice as many orders are worked on
+    #: (one readied behind each call); 1 = strictly sequential. See streams/worker.py.
     lanes: int = 64
     #: ORDERFLOW_LANE_TURN_MS: how long a turn of the event loop may have run before a lane starts
     #: a job in it, the rest waiting for the next turn (0: no limit); see streams/lanes.py.

@@ -100,8 +100,9 @@ class _ProcessorCollector(Collector):
             yield CounterMetricFamily(name, doc, value=totals[key])
         yield GaugeMetricFamily("orderflow_lane_queue_depth", "Jobs waiting in the order lanes",
                                 value=self.lane_depth())
-        yield GaugeMetricFamily("orderflow_lanes_busy", "Lanes carrying an order (at ORDERFLOW_LANES, "
-                                "orders with work wait for a free lane)", value=self.lanes_busy())
+        yield GaugeMetricFamily("orderflow_lanes_busy", "Lanes carrying an order (at twice "
+                                "ORDERFLOW_LANES, orders with work wait for a free lane)",
+                                value=self.lanes_busy())
         lag = GaugeMetricFamily("orderflow_consumer_lag", "Messages not yet committed, per partition",
                                 labels=["topic", "partition"])
         for (topic, partition), value in sorted(self.lag().items()):

@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from streams.effects import Effects, Outcome
-from streams.httpclient import Answer, BrokenAnswer, ConnectFailed, HttpClient
+from streams.httpclient import Answer, BrokenAnswer, ConnectFailed, HttpClient, _Connection
+from streams.lanes import Lanes
+from streams.worker import lanes_for
 from tests.conftest import free_port
 from tests.helpers import make_event
 
@@ -196,6 +198,51 @@ async def test_a_call_timed_out_in_flight_hands_its_turn_to_the_next_on_a_new_co
     assert server.connections == 2  # the late answer's connection was dropped, not handed on
 
 
+class RecordingTransport(asyncio.Transport):
+    """A transport that keeps what is written (the test plays the service)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written.append(bytes(data))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.aborted = True
+
+
+def connected(client: HttpClient) -> tuple[_Connection, RecordingTransport]:
+    """An idle keep-alive connection of `client` over a recording transport."""
+    transport = RecordingTransport()
+    connection = _Connection(frozenset(), 1024, client._pass_on)
+    connection.connection_made(transport)
+    client._idle.append(connection)
+    return connection, transport
+
+
+async def test_the_next_waiting_call_is_sent_in_the_callback_that_read_the_answer() -> None:
+    client = HttpClient("http://127.0.0.1:1", limit=1)
+    connection, transport = connected(client)
+    first = asyncio.create_task(client.post(b"/first", b"{}"))
+    cancelled = asyncio.create_task(client.post(b"/cancelled", b"{}"))
+    second = asyncio.create_task(client.post(b"/second", b"{}"))
+    await asyncio.sleep(0)
+    assert [w.split(b" ")[1] for w in transport.written] == [b"/first"]
+    assert client.waiting == 2
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    connection.data_received(OK)  # no turn of the loop between the first answer and the next request
+    assert [w.split(b" ")[1] for w in transport.written] == [b"/first", b"/second"]
+    connection.data_received(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    assert ((await first).status, (await second).status) == (200, 201)
+    assert cancelled.cancelled() and client.waiting == 0 and not transport.aborted
+
+
 async def test_garbage_is_a_broken_answer_and_no_service_a_failed_connection() -> None:
     async def script(connection: int, request: int, head: bytes) -> bytes:
         return b"SMTP ready\r\n\r\n"
@@ -270,3 +317,33 @@ async def test_a_redirect_is_not_followed_but_refused_with_where_it_pointed() ->
         listening.close()
     assert result.outcome is Outcome.TERMINAL
     assert "HTTP 308" in result.message and "https://new.example/shipments" in result.message
+
+
+async def test_the_workers_lanes_ready_an_order_behind_each_call_and_no_more_calls_go_out() -> None:
+    """ORDERFLOW_LANES=2: four lanes, two calls out at once; the two orders readied behind them
+    wait for a connection, and go out as answers free one."""
+    out, most_out = 0, 0
+
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        nonlocal out, most_out
+        out += 1
+        most_out = max(most_out, out)
+        await asyncio.sleep(0.05)
+        out -= 1
+        return OK
+
+    async with served(script, limit=2) as (server, client):
+        lanes, done = Lanes(lanes_for(2)), asyncio.Event()
+        answered: list[str] = []
+        for n in range(8):
+            async def job(order: str = f"o{n}") -> None:
+                answer = await client.post(b"/x", order.encode())
+                answered.append(f"{order}:{answer.status}")
+            await lanes.submit(f"o{n}", None, job, lambda: len(answered) == 8 and done.set())
+        await asyncio.sleep(0.02)
+        busy, waiting = lanes.busy(), client.waiting
+        await asyncio.wait_for(done.wait(), 5)
+        await lanes.stop()
+    assert (busy, waiting) == (4, 2)  # four orders worked on, two of them waiting to call
+    assert most_out == 2 and server.connections == 2
+    assert sorted(answered) == sorted(f"o{n}:200" for n in range(8))
