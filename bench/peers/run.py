@@ -18,7 +18,9 @@ time, 50 a second at 20 ms: the whole topic would take them minutes and tell not
 48,000 orders by default: the 3,000 issue 13 measured with last under two seconds for orderflow,
 and 12,000 (the default until 2026-12-05) about four, against a clock of committed offsets (0.5 s
 apart, looked at every 0.25 s): a round could be off by a tenth either way. 48,000 last about
-eighteen seconds, and the rate is the steady one, not a burst's start and end.
+eighteen seconds, and the rate is the steady one, not a burst's start and end. Then orderflow's
+rounds again against a bare responder (bench/peers/responder.py, the same latency without the
+gateway's own cost), so the worker's share of what is missing is told from the gateway's.
 
 With `--before COMMIT`, the orderflow worker of that commit (its files as `git archive` gives
 them, run with this machine's packages) runs the CPU-bound workload too, right after today's, so
@@ -43,6 +45,7 @@ import json
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -210,7 +213,7 @@ def main() -> None:
     before = checkout(args.before, workdir / "before") if args.before else None
     broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
     broker.start()
-    gateway = None
+    gateway = responder = None
     try:
         cpu = fresh_topics(broker)
         total = publish(cpu, orders_events(args.orders, args.duplicates, "o"))
@@ -237,6 +240,8 @@ def main() -> None:
         effect_results: list[dict] = []
         effect_rounds: list[dict] = []
         gateway_alone: EffectCeiling | None = None
+        responder_rounds: list[dict] = []
+        responder_alone: EffectCeiling | None = None
         if not args.no_effects:
             port = free_port()
             gateway = start_gateway(port, args.latency_ms, workdir / "gateway.log")
@@ -258,15 +263,47 @@ def main() -> None:
                 effect_results.append(kafka_streams(
                     streams_home, bound, min(effect_total, args.quix_effect_events), workdir,
                     "Kafka Streams (synchronous calls)", url))
-            for r in [*effect_results, *effect_rounds]:
-                r["effects_per_s"] = r["rate"] / len(KINDS)  # one effect per order of five events
-    finally:
-        if gateway is not None:
             gateway.terminate()
             gateway.wait(10)
+            gateway = None
+            # the same rounds against a bare responder: the worker's share of what is missing
+            port = free_port()
+            responder = start_responder(port, args.latency_ms)
+            url = f"http://127.0.0.1:{port}"
+            say(f"the bare responder alone: {lanes} callers, no Kafka")
+            responder_alone = measure_effect_ceiling(url, Settings().lanes)
+            for round_number in range(1, args.rounds + 1):
+                bound = fresh_topics(broker)
+                effect_total = publish(bound, orders_events(args.effect_orders, 0.0, f"r{round_number}-"))
+                responder_rounds.append(run_variant(f"orderflow worker, {lanes} lanes, bare responder",
+                                                    "streams.app", bound, effect_total, workdir,
+                                                    ORDERFLOW_EFFECTS_URL=url))
+            for r in [*effect_results, *effect_rounds, *responder_rounds]:
+                r["effects_per_s"] = r["rate"] / len(KINDS)  # one effect per order of five events
+    finally:
+        for service in (gateway, responder):
+            if service is not None:
+                service.terminate()
+                service.wait(10)
         broker.stop()
     write(results, effect_results, args, total, versions(python, streams_home is not None), python,
-          Rounds(ours, earlier, effect_rounds), gateway_alone)
+          Rounds(ours, earlier, effect_rounds, responder_rounds), gateway_alone, responder_alone)
+
+
+def start_responder(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
+    """bench/peers/responder.py on `port`, once it takes connections."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "responder.py"), str(port), str(latency_ms)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the bare responder did not start")
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -280,6 +317,7 @@ class Rounds(NamedTuple):
     ours: list[dict]
     earlier: list[dict]
     effects: list[dict]
+    responder: list[dict]  # the effect-bound rounds against bench/peers/responder.py
 
 
 def rounds_table(rounds: Rounds, lanes_allow: float) -> list[str]:
@@ -311,7 +349,7 @@ def rounds_table(rounds: Rounds, lanes_allow: float) -> list[str]:
 
 def write(results: list[dict], effect_results: list[dict], args: argparse.Namespace, total: int,
           versions_line: str, python: Path, rounds: Rounds,
-          gateway_alone: EffectCeiling | None = None) -> None:
+          gateway_alone: EffectCeiling | None = None, responder_alone: EffectCeiling | None = None) -> None:
     by_name = {r["name"]: r for r in results}
     ours = by_name["orderflow worker"]
     lines = [
@@ -352,6 +390,16 @@ def write(results: list[dict], effect_results: list[dict], args: argparse.Namesp
                       f"{alone:,.0f} effects/s ({alone / lanes_allow:.0%} of the lanes' bound), "
                       f"{gateway_alone.mean_ms:.1f} ms a call on average, p99 {gateway_alone.p99_ms:.1f} ms; "
                       f"orderflow's median round got {effect_results[0]['effects_per_s'] / alone:.0%} of it."]
+        if responder_alone is not None and rounds.responder:
+            alone = responder_alone.calls_per_s
+            shares = ", ".join(f"{r['effects_per_s']:,.0f} ({r['effects_per_s'] / lanes_allow:.0%})"
+                               for r in rounds.responder)
+            lines += ["", "Against a bare responder instead of the gateway (bench/peers/responder.py: every "
+                      f"POST answered `200` {args.latency_ms:g} ms after its first byte, no framework, "
+                      "idempotency or faults), after the gateway's rounds: alone "
+                      f"{alone:,.0f} effects/s ({alone / lanes_allow:.0%} of the lanes' bound), "
+                      f"{responder_alone.mean_ms:.1f} ms a call on average; orderflow, round by round: "
+                      f"{shares} effects/s."]
     lines += rounds_table(rounds, Settings().lanes / (args.latency_ms / 1000))
     lines += ["", f"![peers]({os.path.relpath(args.plot, args.results.parent)})"]
     text = "\n".join(lines) + "\n"

@@ -37,6 +37,9 @@ def test_the_peers_benchmark_runs_every_peer_at_a_small_size(tmp_path: Path) -> 
     alone = re.search(r"The gateway alone \(.*?\), measured before the rounds: ([\d,]+) effects/s",
                       results.read_text())
     assert alone and int(alone[1].replace(",", "")) > 0, "the effect ceiling is measured"
+    bare = re.search(r"Against a bare responder .*?: alone ([\d,]+) effects/s .*? round by round: "
+                     r"([\d,]+) \(\d+%\), ([\d,]+) \(\d+%\) effects/s", results.read_text())
+    assert bare and all(int(n.replace(",", "")) > 0 for n in bare.groups()), "the responder's rounds ran"
     assert "; Kafka Streams 4.1.1 on " in results.read_text()  # versions: the Java peer's and its JVM
     rounds = [line for line in lines if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rounds) == 2 and all(line.count("x |") == 1 for line in rounds), rounds
