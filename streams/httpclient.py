@@ -260,6 +260,8 @@ class HttpClient:
             while True:
                 answer = await call.future
                 if answer is not None:
+                    if not call.passed_on:  # its connection ended with the answer: the slot is free
+                        self._drop(call)
                     return answer
                 # a slot and no connection (none idle, or the last one closed while idle): a new one
                 call.future = loop.create_future()

@@ -184,6 +184,16 @@ async def test_calls_beyond_the_limit_wait_their_turn_and_their_timeout_starts_w
     assert most_out == 2 and server.connections == 2
 
 
+async def test_answers_that_close_their_connection_give_their_turn_back() -> None:
+    async def script(connection: int, request: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+    async with served(script, limit=1) as (server, client):
+        answers = await asyncio.wait_for(asyncio.gather(*(client.post(b"/x", b"{}") for _ in range(3))), 5)
+    assert [a.status for a in answers] == [200] * 3
+    assert server.connections == 3
+
+
 async def test_a_call_timed_out_in_flight_hands_its_turn_to_the_next_on_a_new_connection() -> None:
     async def script(connection: int, request: int, head: bytes) -> bytes:
         if connection == 1:
