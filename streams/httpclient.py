@@ -321,6 +321,8 @@ class HttpClient:
             self._out -= 1
 
     def _drop(self, call: _Call) -> None:
+        """The call is over without handing its connection on (failed, timed out, cancelled, or
+        answered on a connection that ends): its slot goes to the next waiting call."""
         if call.timer is not None:
             call.timer.cancel()
         if call.future.done() and not call.future.cancelled():
