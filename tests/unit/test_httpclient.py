@@ -350,7 +350,10 @@ async def test_the_workers_lanes_ready_an_order_behind_each_call_and_no_more_cal
                 answer = await client.post(b"/x", order.encode())
                 answered.append(f"{order}:{answer.status}")
             await lanes.submit(f"o{n}", None, job, lambda: len(answered) == 8 and done.set())
-        await asyncio.sleep(0.02)
+        for _ in range(1000):  # until the lanes have taken their orders (calls take 50 ms)
+            if lanes.busy() == 4:
+                break
+            await asyncio.sleep(0.001)
         busy, waiting = lanes.busy(), client.waiting
         await asyncio.wait_for(done.wait(), 5)
         await lanes.stop()
