@@ -165,23 +165,29 @@ async def test_a_late_answer_is_a_timeout_and_its_connection_is_not_used_again()
     assert answer.status == 200 and server.connections == 2
 
 
-async def test_calls_beyond_the_limit_wait_their_turn_and_their_timeout_starts_with_it() -> None:
-    out, most_out = 0, 0
+class SlowService:
+    """A script answering OK `seconds` after each request, counting the most it held at once."""
 
-    async def script(connection: int, request: int, head: bytes) -> bytes:
-        nonlocal out, most_out
-        out += 1
-        most_out = max(most_out, out)
-        await asyncio.sleep(0.15)
-        out -= 1
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.out = self.most_out = 0
+
+    async def __call__(self, connection: int, request: int, head: bytes) -> bytes:
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        await asyncio.sleep(self.seconds)
+        self.out -= 1
         return OK
 
+
+async def test_calls_beyond_the_limit_wait_their_turn_and_their_timeout_starts_with_it() -> None:
+    script = SlowService(0.15)
     # six calls, two at a time, 0.15 s each: the last two wait 0.3 s for their turn, longer than
     # the timeout, which counts from the turn (a call never sent must not fail as a timeout)
     async with served(script, timeout_s=0.25, limit=2) as (server, client):
         answers = await asyncio.gather(*(client.post(b"/x", b"{}") for _ in range(6)))
     assert [a.status for a in answers] == [200] * 6
-    assert most_out == 2 and server.connections == 2
+    assert script.most_out == 2 and server.connections == 2
 
 
 async def test_answers_that_close_their_connection_give_their_turn_back() -> None:
@@ -332,15 +338,7 @@ async def test_a_redirect_is_not_followed_but_refused_with_where_it_pointed() ->
 async def test_the_workers_lanes_ready_an_order_behind_each_call_and_no_more_calls_go_out() -> None:
     """ORDERFLOW_LANES=2: four lanes, two calls out at once; the two orders readied behind them
     wait for a connection, and go out as answers free one."""
-    out, most_out = 0, 0
-
-    async def script(connection: int, request: int, head: bytes) -> bytes:
-        nonlocal out, most_out
-        out += 1
-        most_out = max(most_out, out)
-        await asyncio.sleep(0.05)
-        out -= 1
-        return OK
+    script = SlowService(0.05)
 
     async with served(script, limit=2) as (server, client):
         lanes, done = Lanes(lanes_for(2)), asyncio.Event()
@@ -358,5 +356,5 @@ async def test_the_workers_lanes_ready_an_order_behind_each_call_and_no_more_cal
         await asyncio.wait_for(done.wait(), 5)
         await lanes.stop()
     assert (busy, waiting) == (4, 2)  # four orders worked on, two of them waiting to call
-    assert most_out == 2 and server.connections == 2
+    assert script.most_out == 2 and server.connections == 2
     assert sorted(answered) == sorted(f"o{n}:200" for n in range(8))
