@@ -45,6 +45,24 @@ async def test_a_repeated_key_returns_the_first_answer_and_applies_once(client_f
     assert stats["calls"] == {"k1": 2} and stats["applied"] == {"k1": 1}
 
 
+async def test_a_key_repeated_while_its_first_call_is_answered_applies_once(client_for) -> None:
+    """A caller that retries before its first answer came (both calls wait out the latency): one
+    effect applied, the same answer twice, every answer after the latency."""
+    client, gateway = await client_for(Faults(latency_s=0.3))
+    started = time.monotonic()
+
+    async def call() -> tuple[int, dict, bool, float]:
+        answer = await client.post("/shipments", json=body(), headers={"Idempotency-Key": "k"})
+        return (answer.status, await answer.json(), "Idempotent-Replayed" in answer.headers,
+                time.monotonic() - started)
+
+    first, second = await asyncio.gather(call(), call())
+    assert first[0] == second[0] == 200 and first[1] == second[1]
+    assert sorted([first[2], second[2]]) == [False, True]  # one applied, one replayed
+    assert min(first[3], second[3]) >= 0.3
+    assert gateway.applied == {"k": 1} and gateway.calls == {"k": 2}
+
+
 async def test_requests_without_a_key_or_with_a_bad_amount_are_refused_unapplied(client_for) -> None:
     client, gateway = await client_for(Faults())
     assert (await client.post("/refunds", json=body())).status == 400
