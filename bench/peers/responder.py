@@ -8,11 +8,12 @@ aiohttp's server, idempotency, faults and per-key stats cost it about 100 µs of
 this machine. Its answers to a burst of requests (64 lanes send them in bursts) are due together
 and written one after another on its one thread: alone it answers 20 ms in 21.1-21.4 (it decides
 each call as it arrives, so little more than the writing is left when the answer is due; 21.6-22.4
-before), and the lanes' bound it serves is 93-95%, not 100%; under a run's load it is slower still, and it
-takes a third of a core from the worker. This responder parses with httptools and
-writes one prepared answer from a timer, 20-30 µs per call, so that beside the gateway the peers
-run can tell the worker's share of the missing effects/s from the gateway's (bench/RESULTS.md,
-2026-12-05). Written by hand because what it does is a few lines: no framework is leaner.
+before), and the lanes' bound it serves is 93-95%, not 100%; under a run's load it is slower still,
+and it takes a quarter to a third of a core from the worker. This responder parses with httptools
+and writes one prepared answer from a timer, 20-30 µs per call, so that beside the gateway the
+peers run can tell the worker's share of the missing effects/s from the gateway's
+(bench/RESULTS.md, 2026-12-05). Written by hand because what it does is a few lines: no framework
+is leaner.
 """
 
 from __future__ import annotations

@@ -120,8 +120,8 @@ class Gateway:
         return await handler(request)
 
     async def effect(self, request: web.Request) -> web.Response:
-        """Decided as it arrives (applied or refused, its answer made ready), answered when its
-        latency is up: then only the answer's writing is left (see the module's docstring)."""
+        """Decided as it arrives (applied or refused, its answer's body made), answered when its
+        latency is up: then little more than the answer's writing is left (the module's docstring)."""
         key = request.headers.get("Idempotency-Key", "")
         if not key:
             return self._answer(400, {"error": "the Idempotency-Key header is required"})
