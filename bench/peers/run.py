@@ -249,11 +249,8 @@ def main() -> None:
             lanes = str(Settings().lanes)
             say(f"the gateway alone: {lanes} callers, no Kafka")
             gateway_alone = measure_effect_ceiling(url, Settings().lanes)
-            for round_number in range(1, args.rounds + 1):  # fresh keys: the gateway remembers them
-                bound = fresh_topics(broker)
-                effect_total = publish(bound, orders_events(args.effect_orders, 0.0, f"e{round_number}-"))
-                effect_rounds.append(run_variant(f"orderflow worker, {lanes} lanes", "streams.app", bound,
-                                                 effect_total, workdir, ORDERFLOW_EFFECTS_URL=url))
+            effect_rounds, bound, effect_total = orderflow_effect_rounds(
+                broker, url, f"orderflow worker, {lanes} lanes", "e", args, workdir)
             effect_results = [
                 median_run(effect_rounds),
                 quix(python, bound, min(effect_total, args.quix_effect_events), workdir,
@@ -272,12 +269,8 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             say(f"the bare responder alone: {lanes} callers, no Kafka")
             responder_alone = measure_effect_ceiling(url, Settings().lanes)
-            for round_number in range(1, args.rounds + 1):
-                bound = fresh_topics(broker)
-                effect_total = publish(bound, orders_events(args.effect_orders, 0.0, f"r{round_number}-"))
-                responder_rounds.append(run_variant(f"orderflow worker, {lanes} lanes, bare responder",
-                                                    "streams.app", bound, effect_total, workdir,
-                                                    ORDERFLOW_EFFECTS_URL=url))
+            responder_rounds, _, _ = orderflow_effect_rounds(
+                broker, url, f"orderflow worker, {lanes} lanes, bare responder", "r", args, workdir)
             for r in [*effect_results, *effect_rounds, *responder_rounds]:
                 r["effects_per_s"] = r["rate"] / len(KINDS)  # one effect per order of five events
     finally:
@@ -288,6 +281,19 @@ def main() -> None:
         broker.stop()
     write(results, effect_results, args, total, versions(python, streams_home is not None), python,
           Rounds(ours, earlier, effect_rounds, responder_rounds), gateway_alone, responder_alone)
+
+
+def orderflow_effect_rounds(broker: LocalKafka, url: str, name: str, prefix: str,
+                            args: argparse.Namespace, workdir: Path) -> tuple[list[dict], Settings, int]:
+    """`args.rounds` effect-bound runs of orderflow calling `url`, each over fresh orders on a
+    fresh topic (a service remembers the keys it answered): the runs, and the last topic's settings
+    and event count (the peers run on that topic after them)."""
+    runs: list[dict] = []
+    for round_number in range(1, args.rounds + 1):
+        bound = fresh_topics(broker)
+        total = publish(bound, orders_events(args.effect_orders, 0.0, f"{prefix}{round_number}-"))
+        runs.append(run_variant(name, "streams.app", bound, total, workdir, ORDERFLOW_EFFECTS_URL=url))
+    return runs, bound, total
 
 
 def start_responder(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
