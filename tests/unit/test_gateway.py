@@ -147,7 +147,7 @@ async def test_latency_counts_from_the_requests_arrival_not_from_its_handler(cap
 
 async def answer_of(reader: asyncio.StreamReader) -> tuple[bytes, float]:
     """One HTTP answer read whole off the connection (its body by Content-Length): its head, and
-    when its first byte came (the loop's clock)."""
+    when its first byte came (`time.monotonic()`, as the test's other stamps)."""
     first = await reader.readexactly(1)
     came = time.monotonic()
     head = first + await reader.readuntil(b"\r\n\r\n")
