@@ -48,7 +48,7 @@ class BrokenAnswer(HttpError):
     """The connection closed before a complete answer, or the answer was not HTTP."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per call, and a frozen one's `__init__` costs twice
 class Answer:
     status: int
     headers: dict[str, str]  # the names asked for (lower case) that the answer carried
@@ -230,6 +230,9 @@ class HttpClient:
         self._idle: list[_Connection] = []
         self._paths: dict[str, bytes] = {}
         self._closed = False
+        # the loop it runs on, asked once: `asyncio.get_running_loop` is a `getpid` system call
+        # each time on Python 3.11, twice per call here
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def path_of(self, name: str) -> bytes:
         """The request path of `name` under the base URL's path (quoted, made once per name)."""
@@ -249,7 +252,9 @@ class HttpClient:
         request = (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\n%s\r\n%s"
                    % (path, self._host_header, len(body), headers, body))
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         call = _Call(request, loop.create_future())
         if self._out < self.limit and not self._waiting:
             self._out += 1
@@ -282,7 +287,8 @@ class HttpClient:
     def _start(self, call: _Call, connection: _Connection | None) -> None:
         """The call holds a slot from now: its timeout starts, and it goes out on `connection`,
         or (None) its coroutine opens one."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # set by `post`, the only way a call comes
         call.slot = True
         call.deadline = loop.time() + self.timeout_s
         call.timer = loop.call_at(call.deadline, _expire, call)

@@ -48,13 +48,19 @@ class DeadLetter(TypedDict):
     failed_at: str
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class Source:
-    """Where an event came in: the Kafka message it was read from."""
+    """Where an event came in: the Kafka message it was read from. (Made for every event: its own
+    `__init__` is compiled, a dataclass's would run as Python; see `streams.core.decisions`.)"""
 
     topic: str
     partition: int
     offset: int
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
     def as_list(self) -> list[Any]:
         """The compact form kept on parked events and pending retries in the order record."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, TypeVar
 
 from streams.core import machine as m
@@ -26,18 +25,32 @@ Letter = DeadLetter
 Change = m.ChangeRecord
 
 
-@dataclass(frozen=True)
+# The classes made for every event or effect call write their own `__init__`: compiled by mypyc,
+# a dataclass keeps the `__init__` the dataclasses module generates, which runs as Python (three
+# to four times the cost of a compiled one). Not frozen for the same reason (a frozen class's
+# `__init__` must go through `object.__setattr__`); `unsafe_hash` keeps them hashable as before.
+
+
+@dataclass(unsafe_hash=True)
 class CallEffect:
     """Call `effect` for `event`, and send the decision its `Answer`."""
 
     effect: str
     event: m.Event
 
+    def __init__(self, effect: str, event: m.Event) -> None:
+        self.effect = effect
+        self.event = event
 
-@dataclass(frozen=True)
+
+@dataclass(unsafe_hash=True)
 class Answer:
     result: EffectResult
     now: float  # when the answer came: what the decision goes on with
+
+    def __init__(self, result: EffectResult, now: float) -> None:
+        self.result = result
+        self.now = now
 
 
 #: A decision in the making: it yields effect calls, is sent their answers, returns its value.
@@ -51,11 +64,12 @@ class Policy:
     retention_s: float
     release_parked_on_failure: bool = True
     finished_retention_s: float = 0.0  # 0: finished orders are kept forever
+    timing: m.Timing = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def timing(self) -> m.Timing:
-        """Made once: it is read for every order saved (a policy does not change in a worker)."""
-        return m.Timing(self.park_timeout_s, self.finished_retention_s, self.retention_s)
+    def __post_init__(self) -> None:
+        # made once: it is read for every order saved (a policy does not change in a worker); a
+        # `cached_property` never caches on a compiled class (no instance `__dict__`)
+        self.timing = m.Timing(self.park_timeout_s, self.finished_retention_s, self.retention_s)
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,17 @@ class Decision:
     changes: list[Change] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)  # occurred_at to applied, per applied event
+
+    def __init__(self, order: m.Order, now: float, changed: bool = True, remove: bool = False) -> None:
+        self.order = order
+        self.now = now
+        self.changed = changed
+        self.remove = remove
+        self.letters = []
+        self.notices = []
+        self.changes = []
+        self.counts = {}
+        self.latencies = []
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

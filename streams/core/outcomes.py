@@ -13,8 +13,16 @@ class Outcome(enum.Enum):
     TERMINAL = "terminal"  # never succeeds as is: other 4xx, bad configuration
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class EffectResult:
+    """(Made for every effect call: its own `__init__` is compiled, a dataclass's would run as
+    Python; see `streams.core.decisions`.)"""
+
     outcome: Outcome
     message: str = ""
     retry_after_s: float | None = None
+
+    def __init__(self, outcome: Outcome, message: str = "", retry_after_s: float | None = None) -> None:
+        self.outcome = outcome
+        self.message = message
+        self.retry_after_s = retry_after_s

@@ -19,7 +19,9 @@ Commits never pass a message still in flight. Faust's `_new_offset` commits the 
 offsets that starts one past the committed offset even when the message *at* the committed offset
 is still being processed (faust-streaming#606): with lanes finishing events out of order, a worker
 killed then would lose that event. Acks above the first in-flight message of a partition (tracked
-in this consumer generation, not acked yet) now wait for it.
+in this consumer generation, not acked yet) now wait for it. That first message is kept per
+partition as messages are tracked (`InFlight`), not found by walking every message in flight at
+each commit: with 20,000 in flight, the walk took 2-4% of the loop thread's time.
 
 Fetches are bounded and fair. Unbounded (Faust's default), every record aiokafka has fetched is
 decoded into a `ConsumerRecord` in one step: with a backlog, 300,000 records (136 MB) at once and a
@@ -55,7 +57,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -159,10 +162,65 @@ def served_last(fetched: Any, served: Any) -> None:
             fetched.move_to_end(tp)
 
 
+class InFlight:
+    """Per partition, the messages tracked and not yet known acked, in the order they were
+    delivered, so the first one still in flight is found without walking them all. Delivered
+    offsets rise within a consumer generation, so the first message not acked (of the current
+    generation) is the lowest; the older generations' messages, all ahead of the current one's,
+    are dropped as they come to the head. A partition where one came lower than the one before in
+    the same generation (not expected) is walked whole instead. Messages are held until their ack
+    is seen at the head of their partition's line: `settle` after acks, and at every commit."""
+
+    __slots__ = ("_lines", "_unordered")
+
+    def __init__(self) -> None:
+        self._lines: dict[TP, deque[Any]] = {}
+        self._unordered: set[TP] = set()
+
+    def add(self, message: Any) -> None:
+        tp = message.tp
+        line = self._lines.get(tp)
+        if line is None:
+            line = self._lines[tp] = deque()
+        elif line and line[-1].offset >= message.offset and line[-1].generation_id == message.generation_id:
+            self._unordered.add(tp)  # not expected (offsets rise in a generation): walked whole
+        line.append(message)
+
+    def settle(self, tps: Iterable[TP], generation: int) -> None:
+        """Drop the acked messages (and those of older generations) at the head of each line."""
+        lines = self._lines
+        for tp in tps:
+            line = lines.get(tp)
+            while line and (line[0].acked or line[0].generation_id != generation):
+                line.popleft()
+
+    def floor(self, generation: int) -> dict[TP, int]:
+        """Per partition, the lowest offset delivered in `generation` and not acked yet."""
+        self.settle(list(self._lines), generation)
+        floor: dict[TP, int] = {}
+        for tp, line in self._lines.items():
+            if not line:
+                continue
+            if tp not in self._unordered:
+                floor[tp] = line[0].offset
+                continue
+            offsets = [m.offset for m in line if not m.acked and m.generation_id == generation]
+            if offsets:
+                floor[tp] = min(offsets)
+            else:
+                self._unordered.discard(tp)  # nothing left in flight: in order again
+        return floor
+
+
 class Consumer(driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_flight_floor: dict[TP, int] = {}  # set for the length of one commit
+        self._in_flight = InFlight()
+
+    def track_message(self, message: Any) -> None:
+        super().track_message(message)
+        self._in_flight.add(message)
 
     def _new_consumer_thread(self) -> FairConsumerThread:
         return FairConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -377,6 +435,8 @@ class Consumer(driver.Consumer):
                         acked_index[tp].add(offset)
                         acked[tp].append(offset)
                         self._n_acked += 1
+                self._in_flight.settle({message.tp for message in messages},
+                                       self.app.consumer_generation_id)
             finally:
                 notify(self._waiting_for_ack)
 
@@ -390,14 +450,7 @@ class Consumer(driver.Consumer):
 
     def _first_in_flight(self) -> dict[TP, int]:
         """Per partition, the lowest offset delivered in this generation and not acked yet."""
-        generation = self.app.consumer_generation_id
-        floor: dict[TP, int] = {}
-        for message in list(self._unacked_messages):
-            if not message.acked and message.generation_id == generation:
-                tp, offset = message.tp, message.offset
-                if offset < floor.get(tp, offset + 1):
-                    floor[tp] = offset
-        return floor
+        return self._in_flight.floor(self.app.consumer_generation_id)
 
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's run of acked offsets, with the acks at and above `floor` held back for later."""

@@ -131,6 +131,32 @@ def test_a_filled_gap_in_a_batch_is_acked_with_its_offsets(consumer: Consumer) -
     assert _commit(consumer) == 16
 
 
+
+def test_a_message_redelivered_lower_in_the_same_generation_still_holds_the_commit(
+    consumer: Consumer,
+) -> None:
+    """Offsets rise within a generation, so the first message in flight is the head of its
+    partition's line; should one ever come lower, the commit still stops below it."""
+    late, first, second = _deliver(consumer, 12, 10, 11)
+    consumer.ack(second)  # type: ignore[arg-type]
+    assert _commit(consumer) is None, "offset 10 is still being processed"
+    consumer.ack(first)  # type: ignore[arg-type]
+    assert _commit(consumer) == 12, "offset 12 is still being processed"
+    consumer._committed_offset[EVENTS] = 12  # what Faust records after committing
+    consumer.ack(late)  # type: ignore[arg-type]
+    assert _commit(consumer) == 13
+
+
+def test_acked_messages_are_let_go_once_the_ones_before_them_are(consumer: Consumer) -> None:
+    """The lines of messages in flight hold a message only until it and those before it are
+    acked: a worker's memory does not grow with the events it has finished."""
+    events = _deliver_inputs(consumer, 10, 11, 12)
+    ack_all(consumer, events[1:])
+    assert consumer._in_flight.floor(0) == {EVENTS: 10}
+    ack_all(consumer, events[:1])
+    assert consumer._in_flight.floor(0) == {}
+    assert not any(consumer._in_flight._lines.values()), "every finished message is let go"
+
 def _record(topic: str, offset: int) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(topic, 0, offset, 0, 0, b"key", f"value {offset}".encode(), None, 3, 7, [])
 

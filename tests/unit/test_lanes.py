@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.core.stats import PartitionStats
 from streams.engine.stalls import LoopTurn
-from streams.lanes import Lanes
+from streams.lanes import Lanes, Room
 from streams.web.metrics import Metrics
 
 
@@ -498,6 +498,57 @@ def test_stopping_cancels_a_job_waiting_where_it_was_handed_on_and_frees_its_roo
     asyncio.run(main())
     assert seen == ["cancelled where it waited", "room again"]
 
+
+
+def test_room_serves_its_waiting_callers_oldest_first() -> None:
+    """As a semaphore: once its places are taken a caller waits, and a place given back goes to
+    the caller that has waited longest, before any caller that comes later."""
+    served: list[str] = []
+
+    async def main() -> None:
+        room = Room(1)
+        await room.take()
+
+        async def caller(name: str) -> None:
+            await room.take()
+            served.append(name)
+
+        first = asyncio.create_task(caller("first"))
+        second = asyncio.create_task(caller("second"))
+        await asyncio.sleep(0)
+        assert served == []
+        room.give()
+        late = asyncio.create_task(caller("late"))  # comes after the place was given: waits its turn
+        await asyncio.sleep(0)
+        assert served == ["first"]
+        room.give()
+        room.give()
+        await asyncio.gather(first, second, late)
+
+    asyncio.run(main())
+    assert served == ["first", "second", "late"]
+
+
+def test_a_caller_cancelled_after_it_was_given_a_place_passes_it_on() -> None:
+    """No place is lost to a cancellation, whether it comes while the caller waits or after a place
+    was handed to it: the places free and taken always add up."""
+    async def main() -> None:
+        room = Room(1)
+        await room.take()
+        cancelled_waiting = asyncio.create_task(room.take())
+        handed_then_cancelled = asyncio.create_task(room.take())
+        patient = asyncio.create_task(room.take())
+        await asyncio.sleep(0)
+        cancelled_waiting.cancel()
+        await asyncio.sleep(0)
+        room.give()  # to `handed_then_cancelled`, the oldest still waiting ...
+        handed_then_cancelled.cancel()  # ... cancelled before it ran: the place goes on
+        await asyncio.wait_for(patient, 1)
+        assert room.free == 0
+        room.give()
+        assert room.free == 1
+
+    asyncio.run(main())
 
 async def _nothing() -> None:
     pass
