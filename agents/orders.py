@@ -36,6 +36,7 @@ from streams.engine.supervision import HARD_EXIT_GRACE_S, watch_for_stuck
 from streams.engine.waits import describe_waits
 from streams.errors import InvalidEvent
 from streams.index import Due
+from streams.processor import EventJob
 from streams.worker import agent_state, build, built, crash, is_current, worker
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ async def _on_event(event: Delivered) -> None:
     w = worker()
     tp = (source.topic, source.partition)
     if w.gaps.in_line(tp, source.offset):  # almost always: one job, acked when done
-        await _submit(event, source, event.key, event.value, functools.partial(w.acks.done, event))
+        await _submit(event, source, event.key, event.value, None)
         return
     items = [(source, event.key, event.value)]
     acked: Any = event
@@ -122,23 +123,31 @@ def _countdown(n: int, then: Callable[[], None]) -> Callable[[], None]:
 
 
 async def _submit(event: Delivered, source: Source, key: bytes | None, value: bytes | None,
-                  done: Callable[[], None]) -> None:
+                  done: Callable[[], None] | None) -> None:
     """Decode and validate one message; a bad one is a dead letter, a good one goes to its lane
-    (with `event`, the Kafka event it came with, as the context for its table writes)."""
+    (with `event`, the Kafka event it came with, as the context for its table writes). Once
+    handled it is acked: by `done`, or (None) as `event` itself."""
+    w = worker()
     try:
         envelope = decode(value or b"", key, lifecycle.event_types)
     except InvalidEvent as exc:
         _refuse(event, value, key, "invalid_event", str(exc), source, "events.invalid")
-        done()
+        _ack(event, done)
         return
     except Exception as exc:  # a decoder bug: this message must not stop the partition
         log.exception("decoding %s[%d]@%d failed unexpectedly; dead-lettered", *source.as_list())
         _refuse(event, value, key, "processing_error", f"{type(exc).__name__}: {exc}", source)
-        done()
+        _ack(event, done)
         return
-    w = worker()
-    await w.lanes.submit(envelope["order_id"], event,
-                         functools.partial(w.processor.handle_event, envelope, source), done)
+    job = EventJob(w.processor, envelope, source, event, w.acks, done)
+    await w.lanes.submit_work(envelope["order_id"], job)
+
+
+def _ack(event: Delivered, done: Callable[[], None] | None) -> None:
+    if done is None:
+        worker().acks.done(event)
+    else:
+        done()
 
 
 def _refuse(event: Delivered, value: bytes | None, key: bytes | None, kind: str, message: str,

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from streams.core import machine as m
 from streams.core.deadletters import DeadLetter, Source, dead_letter
@@ -24,8 +24,9 @@ from streams.core.outcomes import EffectResult
 from streams.core.retry import Backoff
 from streams.core.stats import PartitionStats
 from streams.index import Due, due_ms
+from streams.lanes import Work
 
-__all__ = ["Policy", "Processor"]
+__all__ = ["EventJob", "Policy", "Processor"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,35 @@ class EffectCaller(Protocol):
     @property
     def enabled(self) -> bool: ...
     async def call(self, effect: str, event: m.Event) -> EffectResult: ...
+
+
+class Acks(Protocol):
+    """`streams.acks.FlushThenAck`: acks an event after the flush that writes its changes."""
+
+    def done(self, event: Any) -> None: ...
+
+
+class EventJob(Work):
+    """One event's job in its order's lane: `Processor.handle_event`, then the event's ack (by
+    `acks`, or by `finish` when the event was one of several messages acked together)."""
+
+    def __init__(self, processor: Processor, envelope: m.Event, source: Source, event: Any,
+                 acks: Acks, finish: Callable[[], None] | None = None) -> None:
+        super().__init__(event)
+        self.processor = processor
+        self.envelope = envelope
+        self.source = source
+        self.acks = acks
+        self.finish = finish
+
+    def run(self) -> Awaitable[None]:
+        return self.processor.handle_event(self.envelope, self.source)
+
+    def done(self) -> None:
+        if self.finish is None:
+            self.acks.done(self.event)
+        else:
+            self.finish()
 
 
 @dataclass

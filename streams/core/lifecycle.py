@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from streams.errors import LifecycleError
@@ -49,6 +48,14 @@ class Lifecycle:
     final: frozenset[str]
     _index: dict[tuple[str | None, str], Transition] = field(repr=False, compare=False)
     timeouts: dict[str, StatusTimeout] = field(default_factory=dict, compare=False)
+    # made once (`event_types` is read for every event, in validation): a `cached_property` never
+    # caches on a class compiled by mypyc (no instance `__dict__`), and built them every time
+    event_types: frozenset[str] = field(init=False, repr=False, compare=False)
+    statuses: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_types", frozenset(r.event for r in self.transitions))
+        object.__setattr__(self, "statuses", frozenset(r.target for r in self.transitions))
 
     @classmethod
     def build(cls, rows: Iterable[Transition], final: Iterable[str],
@@ -94,14 +101,6 @@ class Lifecycle:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LifecycleError(f"cannot read lifecycle {path}: {exc}") from None
         return cls.build(rows, final, timeouts)
-
-    @cached_property  # read for every event (validation)
-    def event_types(self) -> frozenset[str]:
-        return frozenset(r.event for r in self.transitions)
-
-    @cached_property
-    def statuses(self) -> frozenset[str]:
-        return frozenset(r.target for r in self.transitions)
 
     def step(self, status: str | None, event: str) -> Transition | None:
         """The row for `event` in `status` (None: the order does not exist yet), or None."""

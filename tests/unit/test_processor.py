@@ -16,7 +16,8 @@ from streams.core.retry import Backoff
 from streams.effects import EffectResult, Outcome
 from streams.engine.tables import BufferedTable
 from streams.index import OrderIndex
-from streams.processor import Policy, Processor
+from streams.lanes import Lanes
+from streams.processor import EventJob, Policy, Processor
 from tests.fakes import MemoryStore, Recorder, ScriptedEffects
 from tests.helpers import make_event
 from tests.reference import run_model
@@ -229,3 +230,82 @@ def test_event_ids_expire_after_the_retention_through_the_sweep() -> None:
     run_due(processor)
     assert store.orders["o1"]["seen"] == {}
     assert processor.counts["ids.expired"] == 1
+
+
+class _KafkaEvent:
+    """Stands for the Kafka message an event came in (weak-referenceable, as Faust's are; its own
+    `.message`, as `Delivered`): the context the lanes set for the job's table writes."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.partition = 0
+        self.message = self
+
+
+class _Acks:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.acked: list[int] = []
+
+    def done(self, event: Any) -> None:
+        self.acked.append(event.offset)
+
+
+class _SlowEffects(ScriptedEffects):
+    """Answers after a few milliseconds, so a job waits for its effect in its lane."""
+
+    async def call(self, effect: str, event: dict[str, Any]) -> EffectResult:
+        await asyncio.sleep(0.005)
+        return await super().call(effect, event)
+
+
+def test_event_jobs_in_the_lanes_apply_each_orders_events_in_order_and_ack_each_once() -> None:
+    """The agent's path (agents/orders.py): every event an `EventJob` in its order's lane. An
+    order waiting for its effect holds its later events behind it while other orders go on, and
+    every event is acked once, after it was applied."""
+    effects = _SlowEffects()
+    processor, store, _recorder, _clock = make_processor(effects=effects)
+    acks = _Acks(store)
+    kinds = ["created", "paid", "shipped", "delivered"]
+    orders = [f"o{n}" for n in range(6)]
+
+    async def main() -> None:
+        lanes = Lanes(3)
+        offset = 0
+        for kind in kinds:
+            for order_id in orders:
+                event = make_event(order_id, kind)
+                source = Source("orders.events", 0, offset)
+                job = EventJob(processor, event, source, _KafkaEvent(offset), acks)
+                await lanes.submit_work(order_id, job)
+                offset += 1
+        for _ in range(5000):
+            if len(acks.acked) >= offset:
+                break
+            await asyncio.sleep(0.001)
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert sorted(acks.acked) == list(range(len(kinds) * len(orders))), "each event acked once"
+    assert processor.counts["applied"] == len(kinds) * len(orders)
+    assert processor.counts["parked"] == 0, "no event ran before the one ahead of it in its order"
+    for order_id in orders:
+        order = store.get(order_id)
+        assert order is not None and order["status"] == "delivered" and order["version"] == len(kinds)
+    assert sorted(event_id for _effect, event_id in effects.calls) == sorted(
+        {event_id for _effect, event_id in effects.calls}), "one call per paid event"
+    assert len(effects.calls) == len(orders)
+
+
+def test_an_event_job_of_several_messages_acks_through_its_finish() -> None:
+    """An event delivered with the messages Faust skipped before it is acked once all of them are
+    done: its job calls the countdown it was given, not the acks."""
+    processor, store, _recorder, _clock = make_processor()
+    acks = _Acks(store)
+    finished: list[str] = []
+    job = EventJob(processor, make_event("o1", "created"), SOURCE, _KafkaEvent(7), acks,
+                   finish=lambda: finished.append("counted down"))
+    asyncio.run(job.run())  # type: ignore[arg-type]
+    job.done()
+    assert finished == ["counted down"] and acks.acked == []
+    assert store.get("o1") is not None
