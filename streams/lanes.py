@@ -112,9 +112,10 @@ class TurnShare:
 class Room:
     """Places for jobs in flight, and the callers waiting for one, oldest first: what
     `asyncio.Semaphore` does, compiled with the lanes. Every event takes a place and gives it back,
-    and the semaphore's Python methods (and `asyncio.get_running_loop`, a `getpid` system call
-    each time on Python 3.11) cost about 2% of the loop thread. A place given back while callers
-    wait goes to the oldest of them directly."""
+    and the semaphore's Python methods were 1.4% of the loop thread's samples in a profile (take
+    and give: 0.24 µs against 0.40). A place given back while callers wait goes to the oldest of
+    them directly. The loop is asked once: `asyncio.get_running_loop` is a `getpid` system call
+    each time on Python 3.11."""
 
     def __init__(self, places: int) -> None:
         self.free = places

@@ -21,7 +21,8 @@ is still being processed (faust-streaming#606): with lanes finishing events out 
 killed then would lose that event. Acks above the first in-flight message of a partition (tracked
 in this consumer generation, not acked yet) now wait for it. That first message is kept per
 partition as messages are tracked (`InFlight`), not found by walking every message in flight at
-each commit: with 20,000 in flight, the walk took 2-4% of the loop thread's time.
+each commit: with 20,000 in flight that walk held the loop 2.8 ms a commit (bench/RESULTS.md,
+2026-12-05 18:25).
 
 Fetches are bounded and fair. Unbounded (Faust's default), every record aiokafka has fetched is
 decoded into a `ConsumerRecord` in one step: with a backlog, 300,000 records (136 MB) at once and a
