@@ -31,6 +31,7 @@ from streams.engine.context import set_current
 from streams.engine.delivery import Delivered
 from streams.engine.flow import refetch_starved
 from streams.engine.gaps import FilledGap, refuse_acks_of_skipped, seek_uncommitted_to_beginning
+from streams.engine.logs import settle_root_level
 from streams.engine.stalls import LoopTurn, watch_stalls
 from streams.engine.supervision import HARD_EXIT_GRACE_S, watch_for_stuck
 from streams.engine.waits import describe_waits
@@ -75,14 +76,28 @@ async def _process(stream: Any) -> None:
     refuse_acks_of_skipped(app.consumer, inputs)
     seek_uncommitted_to_beginning(app.consumer, inputs)
     _agent_queue.append(stream.channel.queue)
-    turn = LoopTurn(answers_awaited=lambda: worker().effects.in_flight > 0)
+    w = worker()
+    effects, gaps, lanes, events_topic = w.effects, w.gaps, w.lanes, settings.events_topic
+    turn = LoopTurn(answers_awaited=lambda: effects.in_flight > 0)
     # the inputs' messages come from the fetch in lists, not through the stream (engine/delivery.py)
     async for batch in inbox.batches():
         for event in batch:
-            if is_current(event):  # else fetched before a rebalance (during this batch): redelivered
-                set_current(event)  # the partition of its table writes
+            if not is_current(event):  # fetched before a rebalance (during this batch): redelivered
+                continue
+            message = event.message
+            partition = message.partition
+            if message.topic == events_topic and gaps.in_line((events_topic, partition), message.offset):
+                # almost always: one job, acked when done. Called here, not through a coroutine per
+                # event; the lane sets the job's current event (the partition of its table writes)
+                source = Source(events_topic, partition, message.offset)
+                job = _job(event, source, event.key, event.value, None)
+                if job is not None:
+                    await lanes.submit_work(job.envelope["order_id"], job)
+            else:  # a tick or retry notice, or an event after offsets Faust skipped
+                set_current(event)
                 await _on_event(event)
-                await turn.share()  # a batch of a thousand events must not hold the loop
+            if turn.due():  # a batch of a thousand events must not hold the loop
+                await turn.give()
 
 
 async def _on_event(event: Delivered) -> None:
@@ -92,9 +107,6 @@ async def _on_event(event: Delivered) -> None:
         return
     w = worker()
     tp = (source.topic, source.partition)
-    if w.gaps.in_line(tp, source.offset):  # almost always: one job, acked when done
-        await _submit(event, source, event.key, event.value, None)
-        return
     items = [(source, event.key, event.value)]
     acked: Any = event
     missing = await w.gaps.missing(tp, source.offset)
@@ -124,23 +136,30 @@ def _countdown(n: int, then: Callable[[], None]) -> Callable[[], None]:
 
 async def _submit(event: Delivered, source: Source, key: bytes | None, value: bytes | None,
                   done: Callable[[], None] | None) -> None:
-    """Decode and validate one message; a bad one is a dead letter, a good one goes to its lane
-    (with `event`, the Kafka event it came with, as the context for its table writes). Once
-    handled it is acked: by `done`, or (None) as `event` itself."""
+    """`_job`, then to its order's lane."""
+    job = _job(event, source, key, value, done)
+    if job is not None:
+        await worker().lanes.submit_work(job.envelope["order_id"], job)
+
+
+def _job(event: Delivered, source: Source, key: bytes | None, value: bytes | None,
+         done: Callable[[], None] | None) -> EventJob | None:
+    """Decode and validate one message: a good one's job for its lane (with `event`, the Kafka
+    event it came with, as the context for its table writes); a bad one is a dead letter (None).
+    Once handled it is acked: by `done`, or (None) as `event` itself."""
     w = worker()
     try:
         envelope = decode(value or b"", key, lifecycle.event_types)
     except InvalidEvent as exc:
         _refuse(event, value, key, "invalid_event", str(exc), source, "events.invalid")
         _ack(event, done)
-        return
+        return None
     except Exception as exc:  # a decoder bug: this message must not stop the partition
         log.exception("decoding %s[%d]@%d failed unexpectedly; dead-lettered", *source.as_list())
         _refuse(event, value, key, "processing_error", f"{type(exc).__name__}: {exc}", source)
         _ack(event, done)
-        return
-    job = EventJob(w.processor, envelope, source, event, w.acks, done)
-    await w.lanes.submit_work(envelope["order_id"], job)
+        return None
+    return EventJob(w.processor, envelope, source, event, w.acks, done)
 
 
 def _ack(event: Delivered, done: Callable[[], None] | None) -> None:
@@ -245,8 +264,10 @@ async def _flush_then_ack() -> None:
 
 @app.task
 async def _announce() -> None:
-    # aiokafka and Faust's topics log every message sent at DEBUG; even when no handler shows them,
-    # building those records cost about 5% of a worker's CPU in our profile.
+    # Faust leaves the root logger at DEBUG for its startup spinner: back to what the user asked
+    # for (streams/engine/logs.py). aiokafka and Faust's topics log every message sent at DEBUG:
+    # even at `-l debug` those stay off (building their records cost about 5% of a worker's CPU).
+    settle_root_level()
     for name in ("aiokafka", "faust.topics"):
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))

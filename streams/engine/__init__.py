@@ -8,7 +8,8 @@ rebalance guards of Faust's stream), `gaps` (more rebalance guards), `context` (
 event, and table writes in an event's partition), `changelog` (those writes' changelog records
 through librdkafka), `tables` (buffered table access, ordered reads), `rocksdb` (the shared-memory
 store), `recovery` (bulk table recovery), `flow`, `supervision` and `stalls` (loop lag, stall
-reports, `LoopTurn`). It is written against one faust-streaming version, `FAUST_VERSION`;
+reports, `LoopTurn`), `logs` (the root logger's level, which Faust's spinner leaves at DEBUG). It
+is written against one faust-streaming version, `FAUST_VERSION`;
 `require_faust_version` refuses any other before a worker starts.
 """
 

@@ -96,7 +96,17 @@ class LoopTurn:
         self._since = time.perf_counter()
 
     async def share(self) -> None:
+        if self.due():
+            await self.give()
+
+    def due(self) -> bool:
+        """Whether the task has held the loop long enough to give it up now. A hot loop asks this
+        and awaits `give` only when true: `await share()` makes a coroutine every time it is asked
+        (once per event in the agent), though it yields once in many."""
         held = time.perf_counter() - self._since
-        if held >= self.awaiting_budget_s and (held >= self.budget_s or self._answers_awaited()):
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()
+        return held >= self.awaiting_budget_s and (held >= self.budget_s or self._answers_awaited())
+
+    async def give(self) -> None:
+        """Let the loop turn, and start counting the next hold."""
+        await asyncio.sleep(0)
+        self._since = time.perf_counter()
