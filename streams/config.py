@@ -97,8 +97,12 @@ class Settings:
     order_cache: int = 20_000
     rocksdb_memory_mb: int = 256  # one block cache + write buffers shared by every table and partition
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
-    #: ORDERFLOW_MAX_POLL_RECORDS: fetched records decoded per step of the consumer.
-    max_poll_records: int = 1000
+    #: ORDERFLOW_MAX_POLL_RECORDS: fetched records taken from the consumer's thread at a time.
+    #: Each take is a round trip to that thread: at 1,000 the agent found no list waiting after
+    #: most of its lists, and a CPU-bound worker's loop idled 16-23% of a run; at 4,000, 9-14%
+    #: (12-16% more events/s; bench/RESULTS.md, 2026-12-05 21:00). The lists handed to the agent
+    #: stay at 1,000 (`delivery.MAX_BATCH`), two at most waiting.
+    max_poll_records: int = 4000
     #: ORDERFLOW_FETCH_GATHER_MS: while events flow, a fetch waits up to this long for more
     #: records (an idle worker's fetch still answers at once); 0: Faust's fetches, one round trip
     #: per handful of records (streams/engine/fetches.py).
