@@ -4,7 +4,7 @@
 make it turn at every log record Faust sets the root logger to DEBUG (faust/worker.py,
 `_setup_spinner_handler`); it never sets it back. From then on every `log.debug` of every library
 builds a record and walks the handlers, though no handler shows it: mode's timers alone build one
-at each of their ticks (0.9% of the loop thread's samples with effects, 2026-12-06). Once the
+at each of their ticks (0.9% of the loop thread's samples with effects, 2026-12-05). Once the
 worker runs, the root goes back to the level of the handlers that do show records.
 """
 
