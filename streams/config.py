@@ -100,8 +100,8 @@ class Settings:
     #: ORDERFLOW_MAX_POLL_RECORDS: fetched records taken from the consumer's thread at a time.
     #: Each take is a round trip to that thread: at 1,000 the agent found no list waiting after
     #: most of its lists, and a CPU-bound worker's loop idled 16-23% of a run; at 4,000, 9-14%
-    #: (12-16% more events/s; bench/RESULTS.md, 2026-12-05 21:00). The lists handed to the agent
-    #: stay at 1,000 (`delivery.MAX_BATCH`), two at most waiting.
+    #: (5-24% more events/s in five pairs of rounds; bench/RESULTS.md, 2026-12-05). The lists
+    #: handed to the agent stay at 1,000 (`delivery.MAX_BATCH`), two at most waiting.
     max_poll_records: int = 4000
     #: ORDERFLOW_FETCH_GATHER_MS: while events flow, a fetch waits up to this long for more
     #: records (an idle worker's fetch still answers at once); 0: Faust's fetches, one round trip
