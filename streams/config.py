@@ -99,7 +99,7 @@ class Settings:
     stall_report_ms: int = 1000  # log the loop's stack when one step holds it this long (0: off)
     #: ORDERFLOW_MAX_POLL_RECORDS: fetched records taken from the consumer's thread at a time.
     #: Each take is a round trip to that thread: at 1,000 the agent found no list waiting after
-    #: most of its lists, and a CPU-bound worker's loop idled 16-23% of a run; at 4,000, 9-14%
+    #: most of its lists, and a CPU-bound worker's loop idled 13-23% of a run; at 4,000, 9-14%
     #: (5-24% more events/s in five pairs of rounds; bench/RESULTS.md, 2026-12-05). The lists
     #: handed to the agent stay at 1,000 (`delivery.MAX_BATCH`), two at most waiting.
     max_poll_records: int = 4000
