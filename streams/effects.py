@@ -92,6 +92,12 @@ class Effects:
         return EffectResult(classify_status(status), f"POST /{effect}: HTTP {status} {text}".strip(),
                             parse_retry_after(answer.headers.get("retry-after")))
 
+    def read_answers(self) -> int:
+        """Read the answers that have come, now, between turns of the event loop (the lanes ask
+        this between jobs: streams/httpclient.py); how many."""
+        client = self._client
+        return client.read_answers() if client is not None else 0
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:

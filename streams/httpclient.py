@@ -19,16 +19,30 @@ included). A connection the server closed while it was idle is
 noticed when the call on it gets no answer at all, and the call is made once more on a new
 connection (an effect call carries an Idempotency-Key, so a repeat is harmless). What it does
 not do: redirects (a 3xx answer is returned as it is), proxies, cookies, compression, HTTP/2.
+
+**Answers read between jobs** (`read_answers`). The event loop reads a socket only between its
+turns, and a worker with effects keeps its loop busy most of the time: an answer waited 2.3 ms on
+average for the turn in progress to end (p90 5.6 ms, p99 12; timed per call on both sides, the
+turn lengths from the loop's own epoll calls: bench/RESULTS.md, 2026-12-05 23:00-23:50). Those
+milliseconds count against every call of a lane, so the worker's lanes ask the client to read
+what has come every quarter millisecond of their work (`streams/lanes.py`): one `epoll_wait` with
+no timeout over the connections with a call out, and each answer found is read from its socket and
+parsed at once, its connection handing the next waiting request on in the same step. The loop's
+transport finds nothing left to read and carries on. Over plain http only: a TLS connection's bytes
+must go through its transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import select
 import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -85,8 +99,10 @@ class _Connection(asyncio.Protocol):
     answer ends and the connection can carry another, `pass_on` gets it at once."""
 
     def __init__(self, wanted: frozenset[bytes], max_body: int,
-                 pass_on: Callable[[_Connection], None]) -> None:
+                 pass_on: Callable[[_Connection], None], answers: _AnswerWatch | None = None) -> None:
         self.transport: asyncio.Transport | None = None
+        self.fd = -1  # its socket's, while `answers` watches it
+        self._answers = answers
         self.closed = False
         self.reused = False  # it carried an answer before the current call
         self._wanted = wanted
@@ -116,13 +132,35 @@ class _Connection(asyncio.Protocol):
         """Drop the connection (a timed-out call: its answer may still come, and must not be
         taken for the next call's)."""
         self.closed = True
+        self._unwatch()
         if self.transport is not None:
             self.transport.abort()
+
+    def awaits_answer(self) -> bool:
+        return self._call is not None
+
+    def read_now(self) -> None:
+        """Read and parse what came on the socket now, between turns of the loop (`_AnswerWatch`);
+        whatever is left (an end of the stream, an error) the transport finds in its next turn."""
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # nothing there after all, or the connection broke: the transport's to see
+            return
+        if data:
+            self.data_received(data)
+
+    def _unwatch(self) -> None:
+        if self._answers is not None and self.fd >= 0:
+            self._answers.forget(self)
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self._answers is not None and transport.get_extra_info("sslcontext") is None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                self._answers.watch(self, sock.fileno())
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -135,6 +173,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._unwatch()
         if self._headed and not self._delimited and exc is None:  # it ends with its connection
             self.keep_alive = False
             self._complete()
@@ -193,7 +232,50 @@ class _Connection(asyncio.Protocol):
                 call.future.set_exception(error)
         if self.transport is not None and not self.closed:
             self.closed = True
+            self._unwatch()
             self.transport.close()
+
+
+class _AnswerWatch:
+    """The sockets of a client's plain-http connections, in one epoll set (poll where there is no
+    epoll), for `HttpClient.read_answers`."""
+
+    def __init__(self) -> None:
+        self._poller: Any = select.epoll() if hasattr(select, "epoll") else select.poll()  # macOS: poll
+        self._by_fd: dict[int, _Connection] = {}
+
+    def watch(self, connection: _Connection, fd: int) -> None:
+        connection.fd = fd
+        self._by_fd[fd] = connection
+        try:
+            self._poller.register(fd, select.POLLIN)
+        except FileExistsError:  # the number of a socket closed since, its entry not yet gone
+            self._poller.modify(fd, select.POLLIN)
+
+    def forget(self, connection: _Connection) -> None:
+        fd, connection.fd = connection.fd, -1
+        if self._by_fd.get(fd) is connection:
+            del self._by_fd[fd]
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self._poller.unregister(fd)
+
+    def read(self) -> int:
+        """Read every answer that has come, on connections with a call out; how many were read."""
+        if not self._by_fd:
+            return 0
+        read = 0
+        for fd, _events in self._poller.poll(0):
+            connection = self._by_fd.get(fd)
+            if connection is not None and connection.awaits_answer():
+                connection.read_now()
+                read += 1
+        return read
+
+    def close(self) -> None:
+        self._by_fd.clear()
+        close = getattr(self._poller, "close", None)  # an epoll set has a descriptor to close
+        if close is not None:
+            close()
 
 
 class HttpClient:
@@ -230,6 +312,8 @@ class HttpClient:
         self._idle: list[_Connection] = []
         self._paths: dict[str, bytes] = {}
         self._closed = False
+        # plain-http connections' sockets, read between turns of the loop (`read_answers`)
+        self._answers = _AnswerWatch() if self._ssl is None else None
         # the loop it runs on, asked once: `asyncio.get_running_loop` is a `getpid` system call
         # each time on Python 3.11, twice per call here
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,6 +329,14 @@ class HttpClient:
     def waiting(self) -> int:
         """Calls waiting for a slot."""
         return len(self._waiting)
+
+    def read_answers(self) -> int:
+        """Read the answers that have come and not been read yet, now, without waiting for the
+        event loop's turn to end (see the module docstring); how many. Each completes its call and
+        hands its connection on to the next waiting request, as the loop's own read would."""
+        if self._answers is None or self._out == 0:
+            return 0
+        return self._answers.read()
 
     async def post(self, path: bytes, body: bytes, headers: bytes = b"") -> Answer:
         """POST `body` (JSON) to `path` with extra `headers` (complete `Name: value\\r\\n` lines);
@@ -283,6 +375,9 @@ class HttpClient:
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.abort()
+        if self._answers is not None:  # a call still out reads its answer through the loop
+            self._answers.close()
+            self._answers = None
 
     def _start(self, call: _Call, connection: _Connection | None) -> None:
         """The call holds a slot from now: its timeout starts, and it goes out on `connection`,
@@ -355,7 +450,8 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         try:
             _transport, connection = await loop.create_connection(
-                lambda: _Connection(self._wanted, self._max_body, self._pass_on), self.host, self.port,
+                lambda: _Connection(self._wanted, self._max_body, self._pass_on, self._answers),
+                self.host, self.port,
                 ssl=self._ssl, server_hostname=self.host if self._ssl is not None else None)
         except OSError as exc:  # refused, unreachable, no such name, TLS refused
             raise ConnectFailed(str(exc) or type(exc).__name__) from None

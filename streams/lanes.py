@@ -37,6 +37,14 @@ also share each turn (`TurnShare`, ORDERFLOW_LANE_TURN_MS, off by default): once
 that long, the lanes that have not run in it yet wait for the next one. With effects that cost a
 quarter of the events/s (bench/RESULTS.md, 2026-12-02 05:40 and 06:36).
 
+**Answers are read between jobs.** A lane's job that waits for an effect is resumed when its
+answer is read, and the event loop reads sockets only between its turns: with effects the loop is
+busy most of the time, and an answer waited 2.3 ms on average for the turn in progress to end. So
+`Lanes(read_answers=...)` is called every `READ_ANSWERS_EVERY_S` (a quarter millisecond) of the
+lanes' work, before a job: the effects' client reads what has come, and each answered connection
+carries the next waiting call at once (streams/httpclient.py). The lane of an answered job is
+resumed by the loop as before; only the next call no longer waits for the turn to end.
+
 **Jobs start eagerly.** Most jobs never wait (no effect to call): queueing each one and running it
 from a lane's task cost a queue put and get, a task wake-up and a turn of the loop per event. So
 `submit` of an order without work while a lane is free starts the job at once, in the caller's
@@ -64,6 +72,8 @@ Job = Callable[[], Awaitable[None]]
 
 #: how long a lane may run its queued jobs back to back in one step of its task
 STEP_BUDGET_S = 0.00025
+#: how often, in the lanes' work, the effects' answers that have come are read (see the docstring)
+READ_ANSWERS_EVERY_S = 0.00025
 
 
 class TurnShare:
@@ -198,7 +208,8 @@ class Lanes:
                  on_error: Callable[[BaseException], None] | None = None,
                  is_current: Callable[[Any], bool] = lambda _event: True,
                  turn_budget_s: float = 0.0, eager: bool = True,
-                 step_budget_s: float = STEP_BUDGET_S) -> None:
+                 step_budget_s: float = STEP_BUDGET_S,
+                 read_answers: Callable[[], object] | None = None) -> None:
         self.size = lanes
         self.share = TurnShare(turn_budget_s)
         self.eager = eager  # start a job at once when a lane is free (see the module docstring)
@@ -215,6 +226,8 @@ class Lanes:
         self._turns = TurnShare(0.0)  # tells a lane's steps apart
         self._on_error = on_error
         self._is_current = is_current  # False for an event fetched before the last rebalance
+        self._read_answers = read_answers  # see the module docstring
+        self._answers_read_at = 0.0
 
     def start(self) -> None:
         if not self._tasks:
@@ -245,6 +258,8 @@ class Lanes:
     def _start_eagerly(self, order_id: str, work: Work) -> None:
         """Run the work in this step up to its first wait; if it waits, a free lane carries it on."""
         self.started_eagerly += 1
+        if self._read_answers is not None:
+            self._answers_due(time.perf_counter())
         set_current(work.event)
         coroutine = work.run()
         try:
@@ -286,6 +301,12 @@ class Lanes:
                     self._on_error(error)
         finally:
             self._room.give()
+
+    def _answers_due(self, now: float) -> None:
+        """Read the effects' answers that came, when the last read is `READ_ANSWERS_EVERY_S` old."""
+        if now - self._answers_read_at >= READ_ANSWERS_EVERY_S and self._read_answers is not None:
+            self._answers_read_at = now
+            self._read_answers()
 
     def depth(self) -> int:
         """Jobs queued and not yet begun, over all orders."""
@@ -331,11 +352,14 @@ class Lanes:
             try:
                 while jobs:
                     turn = turns.current()
+                    now = time.perf_counter()
                     if turn != step_turn:  # a new step (after a wait or a yield)
-                        step_turn, step_started = turn, time.perf_counter()
-                    elif budget <= 0 or time.perf_counter() - step_started >= budget:
+                        step_turn, step_started = turn, now
+                    elif budget <= 0 or now - step_started >= budget:
                         await asyncio.sleep(0)  # the step has run its budget: on in the next turn
                         continue
+                    if self._read_answers is not None:
+                        self._answers_due(now)
                     work = jobs.popleft()
                     self._queued -= 1
                     await self._run_one(work)

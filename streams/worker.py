@@ -91,15 +91,17 @@ class OrderWorker:
         self.index = OrderIndex(self.index_entries, known_size=settings.order_cache)
         self.stats = PartitionStats(load=lambda partition: stats_table.get(str(partition)))
         self.closed = ClosedOrders(closed_table, is_current)
-        # ORDERFLOW_LANES effect calls out at once (the client's connections) and twice as many
-        # orders worked on: while an order waits for its answer, another is readied up to its own
-        # call, which goes out on the first connection an answer frees (streams/httpclient.py)
-        self.lanes = Lanes(lanes_for(settings.lanes), on_error=crash, is_current=is_current,
-                           turn_budget_s=settings.lane_turn_ms / 1000)
-        self.metrics = Metrics(self.stats, self.lanes.depth, self.lag, ready=lambda: is_ready(app),
-                               overdue=self._overdue, lanes_busy=self.lanes.busy)
         self.effects = Effects(settings.effects_url, settings.effect_timeout_s,
                                max_connections=settings.lanes)
+        # ORDERFLOW_LANES effect calls out at once (the client's connections) and twice as many
+        # orders worked on: while an order waits for its answer, another is readied up to its own
+        # call, which goes out on the first connection an answer frees (streams/httpclient.py);
+        # the lanes have the answers that came read between their jobs (streams/lanes.py)
+        self.lanes = Lanes(lanes_for(settings.lanes), on_error=crash, is_current=is_current,
+                           turn_budget_s=settings.lane_turn_ms / 1000,
+                           read_answers=self.effects.read_answers)
+        self.metrics = Metrics(self.stats, self.lanes.depth, self.lag, ready=lambda: is_ready(app),
+                               overdue=self._overdue, lanes_busy=self.lanes.busy)
         self.collector = PacedCollector(settings.gc_pace_ms / 1000, ready=lambda: is_ready(app))
         self.outbox = Outbox(self._produce_letter, stats_table, is_current)
         self.changes = Outbox(self._produce_change, None, is_current)  # sent like the letters

@@ -7,7 +7,10 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -358,3 +361,76 @@ async def test_the_workers_lanes_ready_an_order_behind_each_call_and_no_more_cal
     assert (busy, waiting) == (4, 2)  # four orders worked on, two of them waiting to call
     assert script.most_out == 2 and server.connections == 2
     assert sorted(answered) == sorted(f"o{n}:200" for n in range(8))
+
+
+class ThreadedService:
+    """A keep-alive service on a thread of its own, answering OK `delay_s` after each request: it
+    answers while the event loop's thread is busy, as a service on another machine does."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            pending = b""
+            while True:
+                data = connection.recv(65536)
+                if not data:
+                    return
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:"))
+                    while len(pending) < length:
+                        pending += connection.recv(65536)
+                    pending = pending[length:]
+                    self.requests += 1
+                    time.sleep(self.delay_s)
+                    connection.sendall(OK)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
+
+
+async def test_answers_that_came_are_read_and_the_next_call_sent_while_the_loop_is_busy() -> None:
+    """A worker's loop is busy most of the time with effects, and reads sockets only between its
+    turns; `read_answers` (asked by the lanes between jobs) reads an answer that came, completes
+    its call and sends the next waiting one on its connection in the same step."""
+    service = ThreadedService(delay_s=0.05)
+    client = HttpClient(f"http://127.0.0.1:{service.port}", limit=1)
+    try:
+        first = asyncio.create_task(client.post(b"/x", b"{}"))
+        second = asyncio.create_task(client.post(b"/x", b"{}"))
+        while service.requests < 1:  # connected, the first request sent
+            await asyncio.sleep(0.001)
+        # from here on one step, the loop held: what the service answers (50 ms after each
+        # request) is read by the client only
+        assert _until(lambda: client.read_answers() == 1), "the answer that came was not read"
+        assert _until(lambda: service.requests == 2), "the waiting call did not go out"
+        assert _until(lambda: client.read_answers() == 1)
+        assert not first.done()  # its task goes on when the loop turns, with the answer read
+        assert ((await first).status, (await second).status) == (200, 200)
+        assert client.read_answers() == 0  # no call out
+    finally:
+        await client.close()
+        service.close()
+
+
+def test_https_answers_are_left_to_the_tls_transport() -> None:
+    """A TLS connection's bytes must go through its transport: an https client reads nothing itself."""
+    assert HttpClient("https://127.0.0.1:1").read_answers() == 0

@@ -552,3 +552,35 @@ def test_a_caller_cancelled_after_it_was_given_a_place_passes_it_on() -> None:
 
 async def _nothing() -> None:
     pass
+
+
+def test_the_effects_answers_are_read_between_jobs_within_a_lanes_step() -> None:
+    """The loop reads sockets only between its turns; a lane working through a backlog has the
+    answers that came read every quarter millisecond of its work, inside its step, and not at every
+    job (jobs of nothing cost a read no more often)."""
+
+    async def main(job_s: float) -> tuple[list[tuple[int, int]], int]:
+        reads: list[tuple[int, int]] = []  # (the loop's turn, jobs done) at each read
+        done_jobs = [0]
+        lanes = Lanes(1, eager=False, step_budget_s=0.002,
+                      read_answers=lambda: reads.append((counter.turns, done_jobs[0])))
+        counter = TurnCounter()
+        done = asyncio.Event()
+        for n in range(40):
+            async def job() -> None:
+                _busy(job_s)
+                done_jobs[0] += 1
+            await lanes.submit("o1", None, job, done.set if n == 39 else lambda: None)
+        await done.wait()
+        counter.stop()
+        await lanes.stop()
+        return reads, done_jobs[0]
+
+    reads, jobs = asyncio.run(main(0.0001))  # 4 ms of work, steps of 2 ms
+    assert jobs == 40
+    assert len(reads) >= 8, "answers were read less often than every half millisecond of work"
+    turns = [turn for turn, _ in reads]
+    assert len(turns) > len(set(turns)), "answers were read only once a turn"
+    assert [done for _, done in reads] == sorted(done for _, done in reads)
+    quick_reads, _ = asyncio.run(main(0.0))
+    assert len(quick_reads) < 40, "answers were read at every job however little time had passed"
