@@ -23,7 +23,7 @@ not do: redirects (a 3xx answer is returned as it is), proxies, cookies, compres
 **Answers read between jobs** (`read_answers`). The event loop reads a socket only between its
 turns, and a worker with effects keeps its loop busy most of the time: an answer waited 2.3 ms on
 average for the turn in progress to end (p90 5.6 ms, p99 12; timed per call on both sides, the
-turn lengths from the loop's own epoll calls: bench/RESULTS.md, 2026-12-05 23:00-23:50). Those
+turn lengths from the loop's own epoll calls: bench/RESULTS.md, 2026-12-05 22:46-00:05). Those
 milliseconds count against every call of a lane, so the worker's lanes ask the client to read
 what has come every quarter millisecond of their work (`streams/lanes.py`): one `epoll_wait` with
 no timeout over the connections with a call out, and each answer found is read from its socket and
@@ -245,12 +245,15 @@ class _AnswerWatch:
         self._by_fd: dict[int, _Connection] = {}
 
     def watch(self, connection: _Connection, fd: int) -> None:
+        try:
+            try:
+                self._poller.register(fd, select.POLLIN)
+            except FileExistsError:  # the number of a socket closed since, its entry not yet gone
+                self._poller.modify(fd, select.POLLIN)
+        except (OSError, ValueError):  # closed with its client: the loop alone reads this one
+            return
         connection.fd = fd
         self._by_fd[fd] = connection
-        try:
-            self._poller.register(fd, select.POLLIN)
-        except FileExistsError:  # the number of a socket closed since, its entry not yet gone
-            self._poller.modify(fd, select.POLLIN)
 
     def forget(self, connection: _Connection) -> None:
         fd, connection.fd = connection.fd, -1

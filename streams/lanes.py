@@ -303,10 +303,18 @@ class Lanes:
             self._room.give()
 
     def _answers_due(self, now: float) -> None:
-        """Read the effects' answers that came, when the last read is `READ_ANSWERS_EVERY_S` old."""
-        if now - self._answers_read_at >= READ_ANSWERS_EVERY_S and self._read_answers is not None:
+        """Read the effects' answers that came, when the last read is `READ_ANSWERS_EVERY_S` old.
+        A read that fails is not asked again: the loop's own reads of the same sockets go on, and
+        no lane or job is stopped by it."""
+        read_answers = self._read_answers
+        if read_answers is not None and now - self._answers_read_at >= READ_ANSWERS_EVERY_S:
             self._answers_read_at = now
-            self._read_answers()
+            try:
+                read_answers()
+            except Exception:
+                self._read_answers = None
+                log.exception("reading the effects' answers between jobs failed; they are left "
+                              "to the event loop's own reads from now on")
 
     def depth(self) -> int:
         """Jobs queued and not yet begun, over all orders."""

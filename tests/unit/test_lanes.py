@@ -584,3 +584,26 @@ def test_the_effects_answers_are_read_between_jobs_within_a_lanes_step() -> None
     assert [done for _, done in reads] == sorted(done for _, done in reads)
     quick_reads, _ = asyncio.run(main(0.0))
     assert len(quick_reads) < 40, "answers were read at every job however little time had passed"
+
+
+def test_a_failing_read_of_the_answers_stops_no_lane_and_is_not_asked_again() -> None:
+    calls: list[int] = []
+    done: list[int] = []
+
+    def read_answers() -> None:
+        calls.append(1)
+        raise RuntimeError("broken")
+
+    async def main() -> None:
+        lanes = Lanes(1, eager=False, read_answers=read_answers)
+        for n in range(5):
+            async def job() -> None:
+                _busy(0.0003)
+            await lanes.submit("o1", None, job, lambda n=n: done.append(n))
+        while len(done) < 5:
+            await asyncio.sleep(0.001)
+        await lanes.stop()
+
+    asyncio.run(main())
+    assert done == [0, 1, 2, 3, 4]
+    assert calls == [1]
