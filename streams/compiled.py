@@ -32,10 +32,10 @@ from pathlib import Path
 from types import ModuleType
 
 #: Compiled by setup.py: the modules on every event's path that do not reach into Faust themselves
-#: (the order store and outbox go through the engine room's interface), and the effects' client on
-#: every call's (20% less of the loop thread's CPU a call: bench/RESULTS.md, 2026-12-06). The engine
-#: room, the agent, the web and the tools stay Python: they touch Faust's internals, or run once per
-#: request.
+#: (the order store and outbox go through the engine room's interface), and the effects' client,
+#: on every effect call's path (a fifth less of the loop thread's CPU a call: bench/RESULTS.md,
+#: 2026-12-06). The engine room, the agent, the web and the tools stay Python: they touch Faust's
+#: internals, or run once per request.
 MODULES = (
     "schemas.envelope", "streams.errors",
     "streams.core.deadletters", "streams.core.decisions", "streams.core.lifecycle",
