@@ -88,12 +88,14 @@ def main() -> None:
         for round_number in range(1, args.rounds + 1):
             figures = []
             for pure in ("", "1"):
-                out = subprocess.run(
+                child = subprocess.run(
                     [sys.executable, __file__, "--child", url, "--calls", str(args.calls),
                      "--callers", str(args.callers)],
-                    env={**os.environ, "ORDERFLOW_PURE": pure}, capture_output=True, text=True,
-                    check=True, cwd=ROOT).stdout.strip().split("\t")
-                figures.append(out)
+                    env={**os.environ, "ORDERFLOW_PURE": pure}, capture_output=True, text=True, cwd=ROOT)
+                if child.returncode != 0:
+                    last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise SystemExit(f"a measuring run failed (exit {child.returncode}): {last}")
+                figures.append(child.stdout.strip().split("\t"))
             (status_a, micros_a, rate_a), (status_b, micros_b, rate_b) = figures
             print(f"round {round_number}: {status_a}: {micros_a} µs a call ({rate_a}/s); "
                   f"{status_b}: {micros_b} µs a call ({rate_b}/s); "
