@@ -36,8 +36,9 @@ class ChangeFeed:
         self._producer = Producer({
             **client_config, "enable.idempotence": True, "acks": "all", "linger.ms": FLUSHED_LINGER_MS,
             "compression.type": "lz4", "partitioner": "murmur2_random",
-            # a report for a refused record only: the flush needs to know of a failure, and a
-            # Python callback per delivered record took the GIL from the event loop as often
+            # a report for a refused record only: the flush needs to know of a failure, so a
+            # delivered record costs no `Message` and no Python call (confluent-kafka still takes
+            # the GIL once per report: bench/RESULTS.md, 2026-12-06 05:00)
             "delivery.report.only.error": True,
         })
         self._failed: KafkaError | None = None
