@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -50,9 +51,10 @@ async def one_way(way: str, bootstrap: str, topic: str, rate: int, busy: float,
                   seconds: float) -> str:
     from confluent_kafka import KafkaError, Message, Producer
 
-    from streams.kafka_clients import FLUSHED_LINGER_MS
+    from streams.kafka_clients import FLUSHED_LINGER_MS, LIBRDKAFKA_LOG
 
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "enable.idempotence": True,
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG,
+                            "enable.idempotence": True,
                             "acks": "all", "linger.ms": FLUSHED_LINGER_MS, "compression.type": "lz4"}
     if way == "thread-error-only":
         conf["delivery.report.only.error"] = True
@@ -128,15 +130,18 @@ def main() -> None:
     import uvloop
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from streams.kafka_clients import LIBRDKAFKA_LOG
     from streams.tools.localkafka import LocalKafka
     from tests.conftest import free_port_pair
 
-    broker = LocalKafka(port=free_port_pair(), data_dir=Path(tempfile.mkdtemp(prefix="dr-")) / "kafka")
+    workdir = Path(tempfile.mkdtemp(prefix="delivery-reports-"))
+    broker = LocalKafka(port=free_port_pair(), data_dir=workdir / "kafka")
     print("starting the project's Kafka broker", flush=True)
     broker.start()
     try:
         topic = f"delivery-reports-{uuid.uuid4().hex[:6]}"
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # kept until the result
+        admin_conf: dict[str, Any] = {"bootstrap.servers": broker.bootstrap, "logger": LIBRDKAFKA_LOG}
+        admin = AdminClient(admin_conf)  # kept until the result
         admin.create_topics([NewTopic(topic, 8, 1)])[topic].result()
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_} of {args.rounds} (busy {args.busy:.0%}, {args.rate:,} records/s)",
@@ -146,6 +151,7 @@ def main() -> None:
                                                 args.seconds)), flush=True)
     finally:
         broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
