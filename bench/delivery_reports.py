@@ -28,7 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +127,8 @@ def main() -> None:
         parser.error("--busy must be 0.1-1; --rate, --seconds and --rounds above 0")
 
     import uvloop
-    from confluent_kafka.admin import AdminClient, NewTopic
 
-    from streams.kafka_clients import LIBRDKAFKA_LOG
+    from bench.run import fresh_topics
     from streams.tools.localkafka import LocalKafka
     from tests.conftest import free_port_pair
 
@@ -139,10 +137,7 @@ def main() -> None:
     print("starting the project's Kafka broker", flush=True)
     broker.start()
     try:
-        topic = f"delivery-reports-{uuid.uuid4().hex[:6]}"
-        admin_conf: dict[str, Any] = {"bootstrap.servers": broker.bootstrap, "logger": LIBRDKAFKA_LOG}
-        admin = AdminClient(admin_conf)  # kept until the result
-        admin.create_topics([NewTopic(topic, 8, 1)])[topic].result()
+        topic = fresh_topics(broker).events_topic  # 8 partitions, a name of its own
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_} of {args.rounds} (busy {args.busy:.0%}, {args.rate:,} records/s)",
                   flush=True)
